@@ -1,0 +1,8 @@
+"""Reading and writing volumes and particle coordinates. Arrays are z, y, x; voxel size in Å travels along."""
+
+from .atomic import atomic_path, check_not_input, register_input
+from .particles import Particles
+from .record import StageTimer, write_record
+from .volume import Volume
+
+__all__ = ["Particles", "StageTimer", "Volume", "atomic_path", "check_not_input", "register_input", "write_record"]

@@ -1,0 +1,69 @@
+"""A JSON record of parameters, versions and timings, written next to every result."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import atomic_path
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def versions() -> dict[str, str]:
+    """Versions of cryoseg, Python and the main libraries that are importable (without importing heavy ones)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("cryoseg", "numpy", "scipy", "scikit-image", "mrcfile", "torch", "transformers", "diffusers"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def write_record(path: str | Path, **content: Any) -> Path:
+    """Write `content` plus versions and a timestamp as indented JSON, atomically."""
+    record = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(), **_jsonable(content)}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return path
+
+
+class StageTimer:
+    """Collects wall-clock seconds per named stage: `with timer("embed"): ...`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
