@@ -10,6 +10,7 @@ import logging
 import sys
 
 import typer
+from typer.exceptions import TyperException
 
 from ..errors import CryosegError
 from ..progress import set_progress_enabled
@@ -56,23 +57,21 @@ USER_ERRORS = (CryosegError, ValueError, FileNotFoundError, FileExistsError, Per
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with `argv` (default: sys.argv[1:]) and return the exit code."""
     try:
-        app(args=argv, prog_name="cryoseg", standalone_mode=False)
+        result = app(args=argv, prog_name="cryoseg", standalone_mode=False)
     except SystemExit as exc:
         return int(exc.code or 0)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        print("cryoseg: aborted", file=sys.stderr)
+        return 1
+    except TyperException as exc:  # usage errors: bad option, missing argument
+        exc.show() if hasattr(exc, "show") else print(f"cryoseg: error: {exc.format_message()}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)
     except USER_ERRORS as exc:
         print(f"cryoseg: error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # click usage errors arrive here with standalone_mode=False
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
-            print("cryoseg: aborted", file=sys.stderr)
-            return 1
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 def run() -> None:
