@@ -1,0 +1,110 @@
+"""`cryoseg convert IN OUT`: particle coordinates between RELION 4/5 STAR, CSV, copick JSON and portal ndjson."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+from ..errors import InputError
+
+FORMAT_HELP = "star (RELION <= 4), star5 (RELION 5), csv, copick, ndjson"
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """Parse "Z,Y,X" voxels from the command line."""
+    try:
+        values = tuple(int(v) for v in text.replace(" ", ",").split(",") if v)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 1:
+        raise InputError(f"--shape must be three comma-separated positive integers Z,Y,X, got {text!r}")
+    return values
+
+
+class _DropOutsideWarning(logging.Filter):
+    """The read already warned about particles outside the volume; the write would repeat it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "outside the volume" not in record.getMessage()
+
+
+@contextmanager
+def _no_repeated_outside_warning() -> Iterator[None]:
+    logger = logging.getLogger("cryoseg.io.coords")
+    flt = _DropOutsideWarning()
+    logger.addFilter(flt)
+    try:
+        yield
+    finally:
+        logger.removeFilter(flt)
+
+
+def convert(
+    src: Path = typer.Argument(..., metavar="IN", help="Coordinate file to read (.star .csv .json .ndjson)."),
+    dst: Path = typer.Argument(..., metavar="OUT", help="Coordinate file to write; its extension picks the format."),
+    from_fmt: str | None = typer.Option(None, "--from", help=f"Input format: {FORMAT_HELP}. Default: extension."),
+    to_fmt: str | None = typer.Option(None, "--to", help=f"Output format: {FORMAT_HELP}. Default: extension "
+                                      "(.star writes RELION 4)."),
+    voxel_size: str | None = typer.Option(None, "--voxel-size", help="Å per voxel, one value or z,y,x; needed "
+                                          "for Å formats (RELION 5, copick)."),
+    shape: str | None = typer.Option(None, "--shape", help="Tomogram shape Z,Y,X in voxels; needed for RELION 5."),
+    tomogram: Path | None = typer.Option(None, "--tomogram", help="Tomogram the picks belong to: gives the voxel "
+                                         "size and shape (--voxel-size and --shape take precedence)."),
+    tomo_name: str | None = typer.Option(None, "--tomo-name", help="Tomogram name: selects its particles from a "
+                                         "STAR file with rlnTomoName, and is written as rlnTomoName / run_name."),
+    class_id: int | None = typer.Option(None, "--class", help="Convert only particles of this class id (copick and "
+                                        "ndjson files hold one class)."),
+) -> None:
+    """Convert particle coordinates between formats, keeping units, centring and axis order straight.
+
+    Coordinates outside the volume (when the shape is known) are reported and kept.
+    """
+    from ..io.atomic import check_not_input
+    from ..io.coords import guess_format, read_particles, write_particles
+    from ..io.record import write_record
+    from .info import parse_voxel_size
+
+    vs = parse_voxel_size(voxel_size) if voxel_size is not None else None
+    shp = parse_shape(shape) if shape is not None else None
+    inputs = [src] if tomogram is None else [src, tomogram]
+    check_not_input(dst, inputs)  # before any work: the output must not replace an input
+    if tomogram is not None:
+        from ..io.volumes import read_volume
+
+        volume = read_volume(tomogram)
+        if shp is None:
+            shp = volume.shape
+        if vs is None and all(v > 0 for v in volume.voxel_size):  # 0 means the header has none
+            vs = volume.voxel_size
+
+    particles = read_particles(src, from_fmt, voxel_size=vs, shape=shp, tomo_name=tomo_name)
+    n_read = len(particles)
+    if class_id is not None:
+        if particles.classes is None:
+            raise InputError(f"{src}: --class {class_id} given but the file has no classes")
+        keep = particles.classes == class_id
+        if not keep.any():
+            found = sorted(set(particles.classes.tolist()))
+            raise InputError(f"{src}: no particles of class {class_id}; classes present: {found}")
+        particles = particles.subset(keep)
+    with _no_repeated_outside_warning():
+        write_particles(particles, dst, to_fmt, voxel_size=vs, shape=shp, inputs=inputs, tomo_name=tomo_name)
+    n_outside = int(particles.outside(shp).sum()) if shp is not None else None
+
+    in_fmt = from_fmt or guess_format(src)
+    out_fmt = to_fmt or guess_format(dst)
+    record = dst.with_name(dst.name + ".record.json")
+    write_record(record, command="convert", input=src, output=dst, input_format=in_fmt, output_format=out_fmt,
+                 particles_read=n_read, particles_written=len(particles), class_id=class_id, tomo_name=tomo_name,
+                 voxel_size=vs, shape=shp, tomogram=tomogram, outside_volume=n_outside)
+    typer.echo(f"converted {len(particles)} particles: {src} ({in_fmt}) -> {dst} ({out_fmt})")
+    if n_outside:
+        typer.echo(f"{n_outside} of {len(particles)} particles lie outside the volume {shp} (z, y, x); kept")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("convert")(convert)
