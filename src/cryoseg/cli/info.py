@@ -1,0 +1,66 @@
+"""`cryoseg info FILE`: shape, dtype, voxel size, origin and statistics of a volume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ..errors import InputError
+
+
+def parse_voxel_size(text: str) -> float | tuple[float, float, float]:
+    """Parse "10" or "20,10,5" (z, y, x, Å) from the command line."""
+    try:
+        values = tuple(float(v) for v in text.replace(" ", ",").split(",") if v)
+    except ValueError:
+        values = ()
+    if len(values) == 1:
+        return values[0]
+    if len(values) == 3:
+        return values
+    raise InputError(f"--voxel-size must be one number or three comma-separated (z,y,x) in Å, got {text!r}")
+
+
+def info(
+    file: Path = typer.Argument(..., help="Volume: .mrc .rec .map .st .tif .tiff .zarr .ome.zarr"),
+    voxel_size: str | None = typer.Option(None, "--voxel-size", help="Override the header: Å, one value or z,y,x."),
+    nan_policy: str | None = typer.Option(None, "--nan-policy", help="'raise' (default) or 'clean' NaN/Inf values."),
+    permissive: bool | None = typer.Option(None, "--permissive", help="Read MRC files with a malformed header."),
+) -> None:
+    """Print shape, dtype, voxel size (Å, z y x), origin and value statistics of a volume."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..io.volumes import read_volume, volume_info
+
+    kwargs: dict[str, Any] = {}
+    if voxel_size is not None:
+        kwargs["voxel_size"] = parse_voxel_size(voxel_size)
+    if nan_policy is not None:
+        kwargs["nan_policy"] = nan_policy
+    if permissive is not None:
+        kwargs["permissive"] = permissive
+    summary = volume_info(read_volume(file, **kwargs))
+
+    table = Table(title=str(file), show_header=False)
+    table.add_column("property", style="bold")
+    table.add_column("value")
+    table.add_row("shape (z, y, x)", " × ".join(str(n) for n in summary["shape"]))
+    table.add_row("dtype", summary["dtype"])
+    table.add_row("voxel size (Å, z y x)", _triple(summary["voxel_size"]))
+    table.add_row("origin (Å, z y x)", _triple(summary["origin"]))
+    for key in ("min", "max", "mean", "std"):
+        table.add_row(key, f"{summary[key]:.6g}")
+    if summary["nonfinite"]:
+        table.add_row("NaN/Inf values", str(summary["nonfinite"]))
+    Console().print(table)
+
+
+def _triple(values: tuple[float, float, float]) -> str:
+    return " ".join(f"{v:.4g}" for v in values)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("info")(info)
