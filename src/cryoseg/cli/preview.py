@@ -1,0 +1,78 @@
+"""`cryoseg preview TOMO -o OUT.png`: the three orthogonal slices through a point, with labels and picks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ..errors import InputError, UnsupportedFormatError
+
+
+def parse_point(text: str) -> tuple[float, float, float]:
+    """Parse "z,y,x" (voxels) from the command line."""
+    try:
+        values = tuple(float(v) for v in text.replace(" ", ",").split(",") if v)
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise InputError(f"--point must be three comma-separated numbers z,y,x in voxels, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def record_path(output: Path) -> Path:
+    """The JSON record written beside a preview: OUT.png -> OUT.json."""
+    return output.with_suffix(".json")
+
+
+def preview(
+    tomo: Path = typer.Argument(..., help="Volume: .mrc .rec .map .st .tif .tiff .zarr .ome.zarr"),
+    output: Path = typer.Option(..., "--output", "-o", help="PNG to write; a JSON record goes beside it "
+                                                            "(OUT.json)."),
+    point: str | None = typer.Option(None, "--point", help="z,y,x in voxels where the planes cross "
+                                                           "(default the centre)."),
+    labels: Path | None = typer.Option(None, "--labels", help="Label or instance volume to overlay "
+                                                              "(same shape)."),
+    picks: Path | None = typer.Option(None, "--picks", help="Coordinates to mark (.star .csv .json .ndjson)."),
+    voxel_size: str | None = typer.Option(None, "--voxel-size", help="Override the header: Å, one value or z,y,x."),
+    pick_radius: float | None = typer.Option(None, "--pick-radius", help="Circle radius in voxels (default 5)."),
+    title: str | None = typer.Option(None, "--title", help="Text above the panels (default the file name)."),
+) -> None:
+    """Write a PNG of the z, y and x planes through a point, with a label overlay and picks marked."""
+    from ..io.atomic import check_not_input
+    from ..io.coords import read_particles
+    from ..io.record import write_record
+    from ..io.volumes import read_volume
+    from ..viz import save_preview
+    from .info import parse_voxel_size
+
+    if output.suffix.lower() != ".png":
+        raise UnsupportedFormatError(f"{output}: previews are written as PNG; use a .png file name")
+    inputs = [p for p in (tomo, labels, picks) if p is not None]
+    check_not_input(output, inputs)
+    check_not_input(record_path(output), inputs)
+    where = parse_point(point) if point is not None else None
+
+    kwargs: dict[str, Any] = {} if voxel_size is None else {"voxel_size": parse_voxel_size(voxel_size)}
+    volume = read_volume(tomo, **kwargs)
+    label_volume = None
+    if labels is not None:
+        label_volume = read_volume(labels)
+        if label_volume.shape != volume.shape:
+            raise InputError(f"{labels} has shape {label_volume.shape} but {tomo} has shape {volume.shape} (z, y, x)")
+    particles = None
+    if picks is not None:
+        known_vs = volume.voxel_size if all(v > 0 for v in volume.voxel_size) else None
+        particles = read_particles(picks, voxel_size=known_vs, shape=volume.shape)
+
+    options: dict[str, Any] = {} if pick_radius is None else {"pick_radius": pick_radius}
+    path = save_preview(volume, output, point=where, labels=label_volume, picks=particles,
+                        title=title if title is not None else tomo.name, **options)
+    write_record(record_path(output), command="preview", volume=tomo, labels=labels, picks=picks,
+                 point=where, voxel_size=volume.voxel_size, output=path, **options)
+    typer.echo(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("preview")(preview)

@@ -1,0 +1,163 @@
+"""`cryoseg evaluate` through the CLI entry point: picks, label volumes, instances, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cryoseg.cli.main import main
+from cryoseg.io import Particles, Volume
+from cryoseg.io.coords import write_particles
+from cryoseg.io.volumes import write_volume
+
+SHAPE = (12, 20, 24)
+
+
+@pytest.fixture
+def picks(tmp_path):
+    coords = np.array([[3.0, 5.0, 5.0], [8.0, 15.0, 6.0], [6.0, 10.0, 20.0]])
+    truth = write_particles(Particles(coords, classes=np.array([1, 2, 2])), tmp_path / "truth.csv")
+    shifted = write_particles(Particles(coords + [0, 0, 4], classes=np.array([1, 2, 2]),
+                                        scores=np.array([0.9, 0.8, 0.7])), tmp_path / "shifted.csv")
+    return truth, shifted
+
+
+@pytest.fixture
+def label_volumes(tmp_path):
+    labels = np.zeros(SHAPE, np.int16)
+    labels[2:6, 3:9, 3:9] = 1
+    labels[7:10, 10:16, 12:20] = 2
+    pred = labels.copy()
+    pred[2:6, 3:9, 3:6] = 0  # half of class 1 missed: IoU 1/2
+    truth = write_volume(Volume(labels, voxel_size=10.0), tmp_path / "labels.mrc")
+    predicted = write_volume(Volume(pred, voxel_size=10.0), tmp_path / "pred.mrc")
+    return truth, predicted
+
+
+def test_picks_against_themselves(tmp_path, picks, capsys):
+    truth, _ = picks
+    report = tmp_path / "report.json"
+    assert main(["evaluate", str(truth), str(truth), "-o", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert data["kind"] == "picking" and data["command"] == "evaluate"
+    assert data["scores"]["f1"] == 1.0 and data["scores"]["tp"] == 3
+    assert data["scores"]["per_class"]["2"]["tp"] == 2
+    assert data["parameters"]["tolerance"] == 5.0 and data["parameters"]["tolerance_unit"] == "voxel"
+    assert "versions" in data
+    out = capsys.readouterr().out
+    assert "picking" in out and "1.000" in out
+
+
+def test_picks_tolerance_in_voxels_and_angstrom(tmp_path, picks):
+    truth, shifted = picks
+    r1, r2, r3 = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    assert main(["evaluate", str(shifted), str(truth), "--tolerance", "3", "-o", str(r1)]) == 0
+    assert json.loads(r1.read_text())["scores"]["f1"] == 0.0  # shifted 4 voxels, beyond 3
+    assert main(["evaluate", str(shifted), str(truth), "--tolerance", "4.5", "-o", str(r2)]) == 0
+    scores = json.loads(r2.read_text())["scores"]
+    assert scores["f1"] == 1.0 and scores["average_precision"] == 1.0
+    # 4 voxels along x at 5 Å/voxel = 20 Å.
+    assert main(["evaluate", str(shifted), str(truth), "--unit", "angstrom", "--tolerance", "25",
+                 "--voxel-size", "30,30,5", "-o", str(r3)]) == 0
+    scores = json.loads(r3.read_text())["scores"]
+    assert scores["tp"] == 3 and scores["mean_distance"] == pytest.approx(20.0)
+
+
+def test_picks_angstrom_with_tomogram_voxel_size(tmp_path, picks):
+    truth, shifted = picks
+    tomo = write_volume(Volume(np.zeros(SHAPE, np.float32), voxel_size=10.0), tmp_path / "tomo.mrc")
+    report = tmp_path / "r.json"
+    assert main(["evaluate", str(shifted), str(truth), "--unit", "angstrom", "--tolerance", "35",
+                 "--tomogram", str(tomo), "-o", str(report)]) == 0
+    assert json.loads(report.read_text())["scores"]["tp"] == 0  # 40 Å > 35 Å
+
+
+def test_label_volumes(tmp_path, label_volumes, capsys):
+    truth, pred = label_volumes
+    report = tmp_path / "seg.json"
+    assert main(["evaluate", str(truth), str(truth), "-o", str(report)]) == 0
+    assert json.loads(report.read_text())["scores"]["mean_iou"] == 1.0
+    assert main(["evaluate", str(pred), str(truth), "-o", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert data["kind"] == "segmentation"
+    assert data["scores"]["per_class"]["1"]["iou"] == pytest.approx(0.5)
+    assert data["scores"]["per_class"]["2"]["iou"] == 1.0
+    assert data["scores"]["mean_iou"] == pytest.approx(0.75)
+    assert "segmentation" in capsys.readouterr().out
+
+
+def test_instance_volumes(tmp_path, label_volumes):
+    truth, pred = label_volumes
+    report = tmp_path / "inst.json"
+    assert main(["evaluate", str(pred), str(truth), "--instances", "-o", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert data["kind"] == "instances"
+    assert data["scores"]["tp"] == 2 and data["scores"]["f1"] == 1.0  # IoU 0.5 and 1.0, threshold inclusive
+    assert main(["evaluate", str(pred), str(truth), "--instances", "--iou-threshold", "0.6", "-o", str(report)]) == 0
+    assert json.loads(report.read_text())["scores"]["tp"] == 1
+
+
+def test_without_output_only_prints(tmp_path, label_volumes, capsys):
+    truth, pred = label_volumes
+    before = sorted(tmp_path.iterdir())
+    assert main(["evaluate", str(pred), str(truth)]) == 0
+    assert "0.750" in capsys.readouterr().out
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def _fails(argv, capsys, message, tmp_path, before):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cryoseg: error:") and message in err and len(err.strip().splitlines()) == 1
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_bad_inputs_write_nothing(tmp_path, picks, label_volumes, capsys):
+    truth_csv, _ = picks
+    truth_mrc, pred_mrc = label_volumes
+    other = write_volume(Volume(np.zeros((12, 20, 25), np.int16)), tmp_path / "other.mrc")
+    before = sorted(tmp_path.iterdir())
+    report = str(tmp_path / "r.json")
+    _fails(["evaluate", str(other), str(truth_mrc), "-o", report], capsys, "has shape (12, 20, 25) but", tmp_path,
+           before)
+    _fails(["evaluate", str(truth_csv), str(truth_mrc), "-o", report], capsys,
+           "one is a coordinate file, the other a volume", tmp_path, before)
+    _fails(["evaluate", str(truth_csv), str(tmp_path / "x.png"), "-o", report], capsys,
+           "neither a coordinate file", tmp_path, before)
+    _fails(["evaluate", str(truth_csv), str(truth_csv), "--unit", "angstrom", "-o", report], capsys,
+           "needs the voxel size", tmp_path, before)
+    _fails(["evaluate", str(truth_csv), str(truth_csv), "--unit", "parsec", "-o", report], capsys,
+           "tolerance unit must be", tmp_path, before)
+    _fails(["evaluate", str(pred_mrc), str(truth_mrc), "--tolerance", "3", "-o", report], capsys,
+           "apply to coordinate files, not to volumes", tmp_path, before)
+    _fails(["evaluate", str(truth_csv), str(truth_csv), "--instances", "-o", report], capsys,
+           "apply to label volumes", tmp_path, before)
+    _fails(["evaluate", str(tmp_path / "missing.csv"), str(truth_csv), "-o", report], capsys,
+           "missing.csv", tmp_path, before)
+    _fails(["evaluate", str(pred_mrc), str(truth_mrc), "--instances", "--iou-threshold", "0", "-o", report], capsys,
+           "IoU threshold must be in (0, 1]", tmp_path, before)
+
+
+def test_refuses_to_overwrite_an_input(tmp_path, picks, capsys):
+    truth, shifted = picks
+    original = truth.read_bytes()
+    assert main(["evaluate", str(shifted), str(truth), "-o", str(truth)]) == 2
+    assert "refusing to overwrite input" in capsys.readouterr().err
+    assert truth.read_bytes() == original
+
+
+def test_real_deepfinder_files_against_themselves(tmp_path, shared_data):
+    toy = shared_data / "deepfinder_toy"
+    picks, labels = toy / "tomo1_particles.csv", toy / "tomo1_labels.mrc"
+    report = tmp_path / "picks.json"
+    assert main(["evaluate", str(picks), str(picks), "-o", str(report)]) == 0
+    scores = json.loads(report.read_text())["scores"]
+    assert scores["f1"] == 1.0 and scores["tp"] == 27 and len(scores["per_class"]) == 9
+    assert main(["evaluate", str(labels), str(labels), "-o", str(report)]) == 0
+    scores = json.loads(report.read_text())["scores"]
+    assert scores["mean_iou"] == 1.0 and sorted(scores["per_class"], key=int) == [str(c) for c in range(1, 10)]
+    # Another tomogram's picks are mostly elsewhere: F1 well below 1.
+    assert main(["evaluate", str(toy / "tomo2_particles.csv"), str(picks), "-o", str(report)]) == 0
+    assert json.loads(report.read_text())["scores"]["f1"] < 0.5
