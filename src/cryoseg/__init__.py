@@ -8,3 +8,18 @@ try:
     __version__ = version("cryoseg")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
+
+# The API functions load on first use, so `import cryoseg` stays light (no scipy, no models).
+_API = ("segment", "pick")
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_API))

@@ -21,7 +21,7 @@ def progress_enabled() -> bool:
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate over `items`, showing a progress bar on stderr when enabled and attached to a terminal-like stream."""
+    """Iterate over `items`, showing a progress bar on stderr when enabled and stderr is a terminal."""
     if not _enabled:
         yield from items
         return
@@ -29,4 +29,7 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
     from rich.progress import track as rich_track
 
     console = Console(stderr=True)
+    if not console.is_terminal:  # a log file or pipe gets no bar (rich would leave blank lines there)
+        yield from items
+        return
     yield from rich_track(items, description=description, total=total, console=console, transient=True)

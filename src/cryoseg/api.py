@@ -1,0 +1,138 @@
+"""The Python API: `cryoseg.segment` (prompted instances) and `cryoseg.pick` (every instance of the kind).
+
+    >>> import cryoseg
+    >>> result = cryoseg.pick("tomo.mrc", prompts=[(40, 120, 96)])
+    >>> result.save("out/")
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import InputError
+from .io.volume import Volume
+
+if TYPE_CHECKING:
+    from .models.base import FeatureExtractor, PromptableSegmenter
+    from .pipelines.pick import PickConfig, PickResult
+    from .segment3d import SegmentationResult, SelfPromptConfig
+
+VolumeLike = Volume | np.ndarray | str | Path
+
+log = logging.getLogger(__name__)
+
+
+def load_tomogram(volume: VolumeLike, voxel_size: float | tuple[float, float, float] | None = None) -> Volume:
+    """A `Volume` from a `Volume`, a (Z, Y, X) array (voxel size `voxel_size` or 1 Å) or a file path."""
+    if isinstance(volume, (str, Path)):
+        from .io.volumes import read_volume
+
+        return read_volume(volume, voxel_size=voxel_size)
+    if isinstance(volume, Volume):
+        if voxel_size is not None:
+            return Volume(volume.data, voxel_size, volume.origin, volume.source)
+        return volume
+    arr = np.asarray(volume)
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"a tomogram must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != 3:
+        raise InputError(f"expected a 3D volume (z, y, x), got an array of shape {arr.shape}")
+    return Volume(arr, 1.0 if voxel_size is None else voxel_size)
+
+
+def _segmenter(segmenter: str | PromptableSegmenter, weights: Any, device: str | None) -> PromptableSegmenter:
+    if isinstance(segmenter, str):
+        from .models.registry import load_segmenter
+
+        return load_segmenter(segmenter, weights=weights, device=device)
+    return segmenter
+
+
+def _extractor(features: str | FeatureExtractor, weights: Any, device: str | None) -> FeatureExtractor:
+    if isinstance(features, str):
+        from .models.registry import load_feature_extractor
+
+        return load_feature_extractor(features, weights=weights, device=device)
+    return features
+
+
+def segment(volume: VolumeLike, prompts: Any, negative: Any = None, segmenter: str | PromptableSegmenter = "classical",
+            weights: str | Path | None = None, device: str | None = None, cache_dir: str | Path | None = None,
+            voxel_size: float | tuple[float, float, float] | None = None,
+            config: SelfPromptConfig | None = None) -> SegmentationResult:
+    """Segment the instances under point prompts in 3D (Cross-Plane Self-Prompting).
+
+    Args:
+        volume: tomogram: a `Volume`, a (Z, Y, X) array or a file (MRC, TIFF, OME-Zarr).
+        prompts: (N, 3) z, y, x voxels (one instance each), `Particles`, or a coordinate file
+            (STAR, CSV, copick JSON, NDJSON).
+        negative: points that belong to no instance, same forms as `prompts`.
+        segmenter: registry name of the 2D promptable segmenter, or a backend instance.
+        weights: weights of the segmenter (folder, hub id or checkpoint), when it needs them.
+        device: "cpu", "cuda", "mps" (None: automatic).
+        cache_dir: embedding cache folder (None: in memory only).
+        voxel_size: Å per voxel, overriding the file's header (or for a plain array).
+        config: settings (default `SelfPromptConfig()`).
+
+    Returns:
+        `SegmentationResult` with an int32 label volume (voxel size kept), one record per prompt.
+
+    Raises:
+        InputError: prompts outside the volume, or a prompt whose mask is empty.
+        UnknownModelError, WeightsNotFoundError: the segmenter cannot be loaded.
+    """
+    from .segment3d import segment_instances
+    from .segment3d.prompts import load_prompts
+
+    vol = load_tomogram(volume, voxel_size)
+    points = load_prompts(prompts, vol, "prompt")
+    negatives = load_prompts(negative, vol, "negative point")
+    if not len(points):
+        raise InputError("at least one prompt point is needed")
+    model = _segmenter(segmenter, weights, device)
+    log.info("segmenting %d prompt(s) in 3D with '%s'", len(points), getattr(model, "name", type(model).__name__))
+    result = segment_instances(vol, model, points, negatives, config, cache_dir=cache_dir)
+    log.info("%d instance(s); %d slices embedded, %d decode calls", len(result.kept), result.n_embed, result.n_predict)
+    for n, info in enumerate(result.instances, 1):
+        if info.status == "empty":
+            z, y, x = info.prompt
+            raise InputError(f"prompt {n} at (z, y, x) = ({z:g}, {y:g}, {x:g}) gave an empty mask: nothing there "
+                             f"stands out from its surroundings (is it on background?)")
+    return result
+
+
+def pick(volume: VolumeLike, prompts: Any, negative: Any = None, segmenter: str | PromptableSegmenter = "classical",
+         features: str | FeatureExtractor = "filterbank", weights: str | Path | None = None,
+         feature_weights: str | Path | None = None, device: str | None = None, cache_dir: str | Path | None = None,
+         voxel_size: float | tuple[float, float, float] | None = None,
+         config: PickConfig | None = None) -> PickResult:
+    """Segment and pick every instance of the kind the prompts point at (CryoSAM).
+
+    Args:
+        volume: tomogram: a `Volume`, a (Z, Y, X) array or a file (MRC, TIFF, OME-Zarr).
+        prompts: one or a few points on instances of the kind: (N, 3) z, y, x voxels, `Particles` or a file.
+        negative: points on things that are not of the kind (excluded from masks, pushed away in matching).
+        segmenter: registry name of the 2D promptable segmenter, or a backend instance.
+        features: registry name of the feature extractor, or a backend instance.
+        weights: weights of the segmenter; feature_weights: of the feature extractor.
+        device: "cpu", "cuda", "mps" (None: automatic).
+        cache_dir: embedding and feature cache folder.
+        voxel_size: Å per voxel, overriding the file's header (or for a plain array).
+        config: settings (default `PickConfig()`).
+
+    Returns:
+        `PickResult`: instance labels, semantic mask, centroid picks with scores, counts, seconds per stage.
+    """
+    from .pipelines.pick import pick_instances
+    from .segment3d.prompts import load_prompts
+
+    vol = load_tomogram(volume, voxel_size)
+    points = load_prompts(prompts, vol, "prompt")
+    negatives = load_prompts(negative, vol, "negative point")
+    seg_model = _segmenter(segmenter, weights, device)
+    feat_model = _extractor(features, feature_weights, device)
+    return pick_instances(vol, seg_model, feat_model, points, negatives, config, cache_dir=cache_dir)

@@ -1,0 +1,170 @@
+"""`cryoseg segment` (the prompted instances) and `cryoseg pick` (every instance of the kind).
+
+Thin: parse, call `cryoseg.api`, write the outputs. Only options the user set are forwarded; every
+default lives in the library's config dataclasses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ..errors import InputError
+
+PROMPT_HELP = "A point z,y,x in voxels on an instance (repeat for several)."
+PROMPTS_HELP = "Coordinate file of prompts (.star .csv .json .ndjson)."
+NEGATIVE_HELP = "A point z,y,x in voxels that belongs to no instance (repeat for several)."
+
+
+def parse_point(text: str, option: str) -> tuple[float, float, float]:
+    """Parse "z,y,x" (voxels) from the command line."""
+    parts = [p for p in text.replace(" ", ",").split(",") if p]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise InputError(f"{option} expects three comma-separated voxel coordinates z,y,x, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def parse_pair(text: str, option: str) -> tuple[float, float]:
+    parts = [p for p in text.replace(" ", ",").split(",") if p]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 2:
+        raise InputError(f"{option} expects two comma-separated numbers low,high, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _points(inline: list[str] | None, path: Path | None, volume: Any, option: str, what: str) -> Any:
+    """Inline points and/or a coordinate file, as (N, 3) z, y, x voxels checked against the volume."""
+    import numpy as np
+
+    from ..segment3d.prompts import load_prompts
+
+    parts = []
+    if inline:
+        parts.append(load_prompts(np.array([parse_point(t, option) for t in inline]), volume, what))
+    if path is not None:
+        parts.append(load_prompts(path, volume, what))
+    return np.concatenate(parts) if parts else np.zeros((0, 3))
+
+
+def _check_output(output: Path, volume_format: str | None) -> None:
+    from ..segment3d.output import check_volume_format
+
+    if output.exists() and not output.is_dir():
+        raise InputError(f"output {output} exists and is not a folder")
+    if volume_format is not None:
+        check_volume_format(volume_format)
+
+
+def _set(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _segment_config(tau_iou: float | None, max_slices: int | None) -> Any:
+    from ..segment3d import SelfPromptConfig
+
+    return SelfPromptConfig(**_set({"tau_iou": tau_iou, "max_slices": max_slices}))
+
+
+def segment(
+    tomo: Path = typer.Argument(..., help="Tomogram: .mrc .rec .map .st .tif .tiff .zarr .ome.zarr"),
+    prompt: list[str] | None = typer.Option(None, "--prompt", "-p", help=PROMPT_HELP),
+    negative: list[str] | None = typer.Option(None, "--negative", "-n", help=NEGATIVE_HELP),
+    prompts: Path | None = typer.Option(None, "--prompts", help=PROMPTS_HELP),
+    negatives: Path | None = typer.Option(None, "--negatives", help="Coordinate file of negative points."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
+    segmenter: str | None = typer.Option(None, "--segmenter", help="2D segmenter model name (see `cryoseg models`)."),
+    weights: str | None = typer.Option(None, "--weights", help="Segmenter weights: folder, hub id or checkpoint."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda or mps (default: automatic)."),
+    tau_iou: float | None = typer.Option(None, "--tau-iou", help="Stop propagating below this slice-to-slice IoU."),
+    max_slices: int | None = typer.Option(None, "--max-slices", help="Most slices propagated per direction."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Embedding cache folder (reused across runs)."),
+    voxel_size: str | None = typer.Option(None, "--voxel-size", help="Override the header: Å, one value or z,y,x."),
+    volume_format: str | None = typer.Option(None, "--format", help="Volumes as 'mrc' (default) or 'zarr' (OME-Zarr)."),
+) -> None:
+    """Segment the instances under the prompts in 3D (Cross-Plane Self-Prompting)."""
+    from .. import api
+    from .info import parse_voxel_size
+
+    _check_output(output, volume_format)
+    volume = api.load_tomogram(tomo, parse_voxel_size(voxel_size) if voxel_size is not None else None)
+    points = _points(prompt, prompts, volume, "--prompt", "prompt")
+    if not len(points):
+        raise InputError("give at least one prompt: --prompt z,y,x or --prompts FILE")
+    negs = _points(negative, negatives, volume, "--negative", "negative point")
+    kwargs = _set({"segmenter": segmenter, "weights": weights, "device": device, "cache_dir": cache_dir})
+    result = api.segment(volume, points, negs, config=_segment_config(tau_iou, max_slices), **kwargs)
+    inputs = tuple(p for p in (tomo, prompts, negatives) if p is not None)
+    files = result.save(output, inputs=inputs, parameters={"tomogram": str(tomo)},
+                        **_set({"volume_format": volume_format}))
+    typer.echo(f"{len(result.kept)} instance(s) from {len(points)} prompt(s); {result.n_embed} slices embedded, "
+               f"{result.n_predict} decode calls; wrote {len(files)} files to {output}")
+
+
+def pick(
+    tomo: Path = typer.Argument(..., help="Tomogram: .mrc .rec .map .st .tif .tiff .zarr .ome.zarr"),
+    prompt: list[str] | None = typer.Option(None, "--prompt", "-p", help=PROMPT_HELP),
+    negative: list[str] | None = typer.Option(None, "--negative", "-n", help=NEGATIVE_HELP),
+    prompts: Path | None = typer.Option(None, "--prompts", help=PROMPTS_HELP),
+    negatives: Path | None = typer.Option(None, "--negatives", help="Coordinate file of negative points."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
+    segmenter: str | None = typer.Option(None, "--segmenter", help="2D segmenter model name (see `cryoseg models`)."),
+    features: str | None = typer.Option(None, "--features", help="Feature extractor model name."),
+    weights: str | None = typer.Option(None, "--weights", help="Segmenter weights: folder, hub id or checkpoint."),
+    feature_weights: str | None = typer.Option(None, "--feature-weights", help="Feature extractor weights."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda or mps (default: automatic)."),
+    tau_iou: float | None = typer.Option(None, "--tau-iou", help="Stop propagating below this slice-to-slice IoU."),
+    max_slices: int | None = typer.Option(None, "--max-slices", help="Most slices propagated per direction."),
+    tau_sim: float | None = typer.Option(None, "--tau-sim", help="Similarity a region needs to be searched finer."),
+    top_k: int | None = typer.Option(None, "--top-k", help="Most proposals kept from matching."),
+    mode: str | None = typer.Option(None, "--mode", help="Matching: 'hierarchical' (default) or 'naive'."),
+    size_ratio: str | None = typer.Option(
+        None, "--size-ratio", help="low,high: keep instances whose volume over the prompted ones' is in range."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Embedding and feature cache folder."),
+    voxel_size: str | None = typer.Option(None, "--voxel-size", help="Override the header: Å, one value or z,y,x."),
+    volume_format: str | None = typer.Option(None, "--format", help="Volumes as 'mrc' (default) or 'zarr' (OME-Zarr)."),
+) -> None:
+    """Find, segment and pick every instance of the kind the prompts point at (CryoSAM)."""
+    from .. import api
+    from ..matching import MatchingConfig
+    from ..pipelines.pick import PickConfig
+    from .info import parse_voxel_size
+
+    _check_output(output, volume_format)
+    matching = _set({"tau_sim": tau_sim, "top_k": top_k, "mode": mode})
+    pick_kwargs: dict[str, Any] = {}
+    if tau_iou is not None or max_slices is not None:
+        pick_kwargs["segment"] = _segment_config(tau_iou, max_slices)
+    if matching:
+        pick_kwargs["matching"] = MatchingConfig(**matching)
+    if size_ratio is not None:
+        pick_kwargs["size_ratio"] = parse_pair(size_ratio, "--size-ratio")
+    config = PickConfig(**pick_kwargs)
+    volume = api.load_tomogram(tomo, parse_voxel_size(voxel_size) if voxel_size is not None else None)
+    points = _points(prompt, prompts, volume, "--prompt", "prompt")
+    if not len(points):
+        raise InputError("give at least one prompt: --prompt z,y,x or --prompts FILE")
+    negs = _points(negative, negatives, volume, "--negative", "negative point")
+    kwargs = _set({"segmenter": segmenter, "features": features, "weights": weights,
+                   "feature_weights": feature_weights, "device": device, "cache_dir": cache_dir})
+    result = api.pick(volume, points, negs, config=config, **kwargs)
+    inputs = tuple(p for p in (tomo, prompts, negatives) if p is not None)
+    files = result.save(output, inputs=inputs, parameters={"tomogram": str(tomo)},
+                        **_set({"volume_format": volume_format}))
+    c = result.counts
+    typer.echo(f"{c['instances']} instance(s) from {c['prompts']} prompt(s) and {c['proposals']} proposal(s) "
+               f"({c['skipped_inside']} inside earlier instances, {c['rejected_size']} rejected by size); "
+               f"wrote {len(files)} files to {output}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("segment")(segment)
+    app.command("pick")(pick)

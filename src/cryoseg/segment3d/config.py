@@ -1,0 +1,75 @@
+"""Settings of Cross-Plane Self-Prompting; every default lives here and nowhere else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import InputError
+
+POINT_STRATEGIES = ("distance", "centroid")
+
+
+@dataclass(frozen=True)
+class SelfPromptConfig:
+    """How a point prompt grows into a 3D instance mask.
+
+    Attributes:
+        tau_iou: stop propagating in a direction when the IoU of neighbouring slice masks drops below this.
+        views: which orthogonal planes to start from; each propagates along its own axis in both directions.
+        min_area: a 2D mask with fewer pixels counts as vanished.
+        max_area_fraction: a 2D mask covering more of its slice than this counts as a leak into the
+            background and stops the direction (the initial plane of a view is then dropped too).
+        max_slices: most slices to propagate per direction (None: until a stop criterion or the volume edge).
+        multimask_initial: ask for 3 candidate masks on each start plane (a single point is ambiguous).
+        multimask_propagate: ask for 3 candidates while propagating and keep the one overlapping the previous
+            slice's mask most (False: one mask, steered by the mask-logits prior).
+        point_strategy: how the next slice's point is taken from the previous mask: "distance" (the peak of
+            its distance transform, always inside) or "centroid" (falls back to "distance" when outside).
+        negative_reach: a negative point is passed, as a label-0 point, to slices at most this many slices
+            away from it along the propagation axis.
+        others_as_negatives: on each slice, the prompt points of the other instances segmented together act
+            as negative points (several prompts mean several instances).
+        fill_holes: fill enclosed holes of the 3D mask.
+        max_hole_fraction: only holes smaller than this fraction of the mask are filled, so the lumen of a
+            vesicle prompted on its membrane stays empty.
+        connectivity: 1 (faces), 2 (edges) or 3 (corners) for the connected component kept around the prompt.
+        max_batch: most prompts decoded in one predict call (bounds decoder memory; None: no limit).
+    """
+
+    tau_iou: float = 0.5
+    views: tuple[str, ...] = ("z", "y", "x")
+    min_area: int = 4
+    max_area_fraction: float = 0.5
+    max_slices: int | None = None
+    multimask_initial: bool = True
+    multimask_propagate: bool = False
+    point_strategy: str = "distance"
+    negative_reach: int = 2
+    others_as_negatives: bool = True
+    fill_holes: bool = True
+    max_hole_fraction: float = 0.1
+    connectivity: int = 1
+    max_batch: int | None = 64
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.tau_iou <= 1.0:
+            raise InputError(f"tau_iou must lie in [0, 1], got {self.tau_iou}")
+        bad = [v for v in self.views if v not in ("z", "y", "x")]
+        if bad or not self.views or len(set(self.views)) != len(self.views):
+            raise InputError(f"views must be distinct names among 'z', 'y', 'x'; got {self.views}")
+        if self.min_area < 1:
+            raise InputError(f"min_area must be at least 1 pixel, got {self.min_area}")
+        if not 0.0 < self.max_area_fraction <= 1.0:
+            raise InputError(f"max_area_fraction must lie in (0, 1], got {self.max_area_fraction}")
+        if self.max_slices is not None and self.max_slices < 0:
+            raise InputError(f"max_slices must be >= 0 or None, got {self.max_slices}")
+        if self.point_strategy not in POINT_STRATEGIES:
+            raise InputError(f"point_strategy must be one of {POINT_STRATEGIES}, got {self.point_strategy!r}")
+        if self.negative_reach < 0:
+            raise InputError(f"negative_reach must be >= 0, got {self.negative_reach}")
+        if not 0.0 <= self.max_hole_fraction:
+            raise InputError(f"max_hole_fraction must be >= 0, got {self.max_hole_fraction}")
+        if self.connectivity not in (1, 2, 3):
+            raise InputError(f"connectivity must be 1, 2 or 3, got {self.connectivity}")
+        if self.max_batch is not None and self.max_batch < 1:
+            raise InputError(f"max_batch must be >= 1 or None, got {self.max_batch}")

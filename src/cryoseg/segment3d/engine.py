@@ -1,0 +1,177 @@
+"""Prompted 3D instance segmentation of a whole volume: the three views, union, clean-up, instance labels."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io.record import StageTimer
+from ..io.volume import Volume
+from ..models.base import PromptableSegmenter
+from ..progress import track
+from .cleanup import clean_instance, component_at, union_of_planes
+from .config import SelfPromptConfig
+from .counting import CountingSegmenter
+from .prompts import as_points, to_voxel
+from .propagate import Embedder, InstanceTrace, ViewPropagator
+from .result import InstanceInfo, SegmentationResult
+
+log = logging.getLogger(__name__)
+
+EmbedderFactory = Callable[[PromptableSegmenter, np.ndarray], Embedder]
+
+
+class _TimedEmbedder:
+    """Adds the seconds spent fetching (and computing) embeddings to the "embed" stage."""
+
+    def __init__(self, inner: Embedder, timer: StageTimer) -> None:
+        self.inner, self.timer = inner, timer
+
+    def get(self, view: str, index: int) -> Any:
+        with self.timer("embed"):
+            return self.inner.get(view, index)
+
+
+class CrossPlaneSegmenter:
+    """Grows point prompts into 3D instances of one volume; instances accumulate across calls.
+
+    Embeddings are shared by every call (each slice of each view is embedded at most once), and an
+    instance never takes voxels that an earlier one holds.
+
+    Args:
+        volume: the tomogram, a `Volume` or a (Z, Y, X) array.
+        segmenter: any 2D promptable segmenter backend.
+        config: settings (defaults: `SelfPromptConfig()`).
+        embedder: a factory `(segmenter, volume (Z, Y, X) array) -> object with .get(view, index)`, called with
+            a counting wrapper of `segmenter`; default `cryoseg.embed.SliceEmbedder` (on-disk cache in
+            `cache_dir` when given).
+        cache_dir: folder of the embedding cache.
+    """
+
+    def __init__(self, volume: Volume | np.ndarray, segmenter: PromptableSegmenter,
+                 config: SelfPromptConfig | None = None, embedder: EmbedderFactory | None = None,
+                 cache_dir: str | Path | None = None) -> None:
+        self.volume = volume if isinstance(volume, Volume) else Volume(np.asarray(volume))
+        self.shape = self.volume.shape
+        self.config = config or SelfPromptConfig()
+        self.segmenter = segmenter if isinstance(segmenter, CountingSegmenter) else CountingSegmenter(segmenter)
+        self.timer = StageTimer()
+        if embedder is None:
+            from ..embed import SliceEmbedder
+
+            made = SliceEmbedder(self.segmenter, self.volume.data, cache_dir=cache_dir)
+        else:
+            made = embedder(self.segmenter, self.volume.data)
+        self.embedder = _TimedEmbedder(made, self.timer)
+        self.labels = np.zeros(self.shape, dtype=np.int32)
+        self.instances: list[InstanceInfo] = []
+        self._next_label = 1
+
+    def segment(self, points: Any, negatives: Any = None) -> list[InstanceInfo]:
+        """Segment one instance per point, all decoded together, and add them to `labels`.
+
+        Args:
+            points: (N, 3) z, y, x voxels, one per instance.
+            negatives: (M, 3) z, y, x voxels of points that belong to none of these instances.
+
+        Returns:
+            One `InstanceInfo` per point, in order (also appended to `instances`).
+        """
+        points = as_points(points, self.shape, "prompt")
+        negatives = as_points(negatives, self.shape, "negative point")
+        if not len(points):
+            return []
+        cfg = self.config
+        per_instance = []
+        for i in range(len(points)):
+            others = np.delete(points, i, axis=0) if cfg.others_as_negatives else np.zeros((0, 3))
+            per_instance.append(np.concatenate([negatives, others]))
+        traces = [InstanceTrace(p) for p in points]
+        start = time.perf_counter()
+        embed_before = self.timer.seconds.get("embed", 0.0)
+        for view in track(cfg.views, f"segmenting {len(points)} instance(s), view by view"):
+            ViewPropagator(view, self.shape, self.segmenter, self.embedder, cfg).run(traces, per_instance)
+        embed_spent = self.timer.seconds.get("embed", 0.0) - embed_before
+        self.timer.seconds["propagate"] = (self.timer.seconds.get("propagate", 0.0)
+                                           + time.perf_counter() - start - embed_spent)
+        with self.timer("cleanup"):
+            infos = [self._finish(t, n) for t, n in zip(traces, per_instance)]
+        self.instances.extend(infos)
+        log.debug("segmented %d prompt(s): %d kept", len(infos), sum(i.status == "ok" for i in infos))
+        return infos
+
+    def _finish(self, trace: InstanceTrace, negatives: np.ndarray) -> InstanceInfo:
+        info = InstanceInfo(0, trace.prompt, "empty", n_planes=len(trace.planes), slices=dict(trace.slices),
+                            score=float(np.mean(trace.scores)) if trace.scores else float("nan"))
+        voxel = to_voxel(trace.prompt[None], self.shape)[0]
+        holder = int(self.labels[tuple(voxel)])
+        if holder:
+            info.status, info.duplicate_of = "duplicate", holder
+            return info
+        if not trace.planes:
+            return info
+        offset, crop = union_of_planes(trace.planes, self.shape)
+        point = voxel - offset
+        crop = clean_instance(crop, point, to_voxel(negatives, self.shape) - offset, self.config)
+        window = tuple(slice(o, o + s) for o, s in zip(offset, crop.shape))
+        crop &= self.labels[window] == 0  # earlier instances keep their voxels
+        if not crop.any():
+            return info
+        crop = component_at(crop, point, self.config.connectivity)
+        label = self._next_label
+        self._next_label += 1
+        self.labels[window][crop] = label
+        voxels = np.argwhere(crop)
+        lo, hi = voxels.min(axis=0) + offset, voxels.max(axis=0) + offset + 1
+        info.label, info.status, info.voxels = label, "ok", len(voxels)
+        info.centroid = voxels.mean(axis=0) + offset
+        info.bbox = tuple(int(v) for v in (*lo, *hi))
+        return info
+
+    def remove(self, info: InstanceInfo, status: str) -> None:
+        """Take an instance out of `labels`, freeing its voxels, and mark it with `status`."""
+        if info.status == "ok" and info.bbox is not None:
+            window = tuple(slice(info.bbox[a], info.bbox[a + 3]) for a in range(3))
+            region = self.labels[window]
+            region[region == info.label] = 0
+        info.label, info.status = 0, status
+
+    def result(self) -> SegmentationResult:
+        """Everything segmented so far."""
+        labels = Volume(self.labels, self.volume.voxel_size, self.volume.origin)
+        return SegmentationResult(labels, list(self.instances), self.segmenter.n_embed, self.segmenter.n_predict,
+                                  dict(self.timer.seconds), self.config, self.segmenter.name, self.volume)
+
+
+def segment_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, points: Any,
+                      negatives: Any = None, config: SelfPromptConfig | None = None,
+                      embedder: EmbedderFactory | None = None,
+                      cache_dir: str | Path | None = None) -> SegmentationResult:
+    """Cross-Plane Self-Prompting: one 3D instance per point prompt.
+
+    Each point is segmented on its z, y and x planes; every plane mask is propagated slice by slice along
+    ± its axis (prompted with the previous slice's deepest point and mask logits) until neighbouring
+    masks overlap less than `tau_iou`, the mask vanishes or the volume ends. The union of all 2D masks
+    is cleaned (small holes filled, the prompt's component kept). Instances that share a slice are
+    decoded in one batched call.
+
+    Args:
+        volume: (Z, Y, X) tomogram (`Volume` or array).
+        segmenter: 2D promptable segmenter backend.
+        points: (N, 3) z, y, x voxels; earlier points win voxels over later ones.
+        negatives: optional (M, 3) z, y, x voxels that belong to no instance.
+        config: settings; defaults `SelfPromptConfig()`.
+        embedder: optional factory of the slice-embedding provider (default `cryoseg.embed.SliceEmbedder`).
+        cache_dir: embedding cache folder.
+
+    Returns:
+        `SegmentationResult`; instances that found nothing have status "empty" (no error here).
+    """
+    engine = CrossPlaneSegmenter(volume, segmenter, config, embedder=embedder, cache_dir=cache_dir)
+    engine.segment(points, negatives)
+    return engine.result()

@@ -1,0 +1,90 @@
+"""Writing a segmentation or pick to a folder: volumes, coordinate files, an instance table, a preview, a report."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..io.atomic import atomic_path
+from ..io.particles import Particles
+from ..io.record import write_record
+from ..io.volume import Volume
+from .result import InstanceInfo
+
+log = logging.getLogger(__name__)
+
+VOLUME_FORMATS = {"mrc": ".mrc", "zarr": ".ome.zarr"}
+# (file name, write_particles format): RELION 4 (voxels), RELION 5 (centred Å), CSV, copick JSON.
+PARTICLE_FILES = (("particles.star", "star"), ("particles_relion5.star", "star5"), ("particles.csv", "csv"),
+                  ("particles_copick.json", "copick"))
+
+
+def check_volume_format(volume_format: str) -> str:
+    """Return the file suffix of a volume format, or raise InputError."""
+    if volume_format not in VOLUME_FORMATS:
+        raise InputError(f"unknown volume format {volume_format!r}; choose one of {sorted(VOLUME_FORMATS)}")
+    return VOLUME_FORMATS[volume_format]
+
+
+def write_outputs(outdir: str | Path, labels: Volume, particles: Particles, instances: Sequence[InstanceInfo],
+                  report: dict[str, Any], tomogram: Volume | None = None, point: np.ndarray | None = None,
+                  volume_format: str = "mrc", inputs: Sequence[str | Path] = (),
+                  extra_columns: dict[str, np.ndarray] | None = None) -> dict[str, Path]:
+    """Write every output of a run into `outdir` and return {name: path}.
+
+    Args:
+        labels: int32 instance labels (Z, Y, X) with the tomogram's voxel size (kept in every volume written).
+        particles: one row per kept instance, z, y, x voxels.
+        instances: every prompt/proposal record (written to instances.csv).
+        report: JSON-able content of report.json (files and versions are added).
+        tomogram: the tomogram, for the preview PNG (skipped when None).
+        point: (3,) z, y, x through which the preview is cut (default: the first particle, else the centre).
+        volume_format: "mrc" or "zarr".
+        inputs: files that must never be overwritten.
+        extra_columns: per-particle columns for particles_scores.csv (e.g. similarity and predicted IoU).
+    """
+    from ..io.coords import write_particles
+    from ..io.volumes import write_volume
+
+    suffix = check_volume_format(volume_format)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    inputs = tuple(inputs) + ((tomogram.source,) if tomogram is not None and tomogram.source else ())
+    files: dict[str, Path] = {}
+    mask = Volume((labels.data > 0).astype(np.uint8), labels.voxel_size, labels.origin)
+    files["instances"] = write_volume(labels, outdir / f"instances{suffix}", inputs=inputs)
+    files["mask"] = write_volume(mask, outdir / f"mask{suffix}", inputs=inputs)
+    voxel_size = labels.voxel_size
+    for name, fmt in PARTICLE_FILES:
+        files[name] = write_particles(particles, outdir / name, fmt=fmt, voxel_size=voxel_size,
+                                      shape=labels.shape, inputs=inputs)
+    files["instances_table"] = _write_table(outdir / "instances.csv", [i.as_row() for i in instances], inputs)
+    if extra_columns:
+        rows = [{"z": c[0], "y": c[1], "x": c[2], **{k: v[n] for k, v in extra_columns.items()}}
+                for n, c in enumerate(particles.coords)]
+        files["scores_table"] = _write_table(outdir / "particles_scores.csv", rows, inputs)
+    if tomogram is not None:
+        from ..viz import save_preview
+
+        if point is None:
+            point = particles.coords[0] if len(particles) else None
+        files["preview"] = save_preview(tomogram, outdir / "preview.png", point=point, labels=labels.data,
+                                        picks=particles.coords, title=f"{len(particles)} instance(s)")
+    report = {**report, "voxel_size": list(voxel_size),
+              "files": {k: str(v.name) for k, v in files.items()}}
+    files["report"] = write_record(outdir / "report.json", **report)
+    log.info("wrote %d files to %s", len(files), outdir)
+    return files
+
+
+def _write_table(path: Path, rows: list[dict[str, Any]], inputs: Sequence[str | Path]) -> Path:
+    import pandas as pd
+
+    with atomic_path(path, inputs=inputs) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    return path

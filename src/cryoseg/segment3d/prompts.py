@@ -1,0 +1,98 @@
+"""Checking prompt points against the volume they are meant for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..io.particles import Particles
+from ..io.volume import Volume
+
+
+def as_points(points: Any, shape: tuple[int, int, int], what: str = "prompt") -> np.ndarray:
+    """Validate prompt points and return them as (N, 3) float64 z, y, x voxels.
+
+    Args:
+        points: (N, 3) or (3,) array-like in z, y, x voxels, or `Particles`; None gives (0, 3).
+        shape: (Z, Y, X) of the volume the points belong to.
+        what: how to call the points in error messages ("prompt", "negative point").
+
+    Raises:
+        InputError: wrong shape, NaN/Inf, or a point outside the volume.
+    """
+    if points is None:
+        return np.zeros((0, 3))
+    if isinstance(points, Particles):
+        points = points.coords
+    try:
+        arr = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what}s must be numbers z, y, x in voxels: {exc}") from None
+    if arr.ndim == 1 and arr.size == 3:
+        arr = arr[None]
+    if arr.size == 0:
+        return np.zeros((0, 3))
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        raise InputError(f"{what}s must have shape (N, 3) in z, y, x voxels; got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{what}s contain NaN or Inf")
+    upper = np.asarray(shape, dtype=np.float64) - 0.5
+    outside = np.any((arr < -0.5) | (arr >= upper), axis=1)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        z, y, x = arr[i]
+        raise InputError(f"{what} {i + 1} at (z, y, x) = ({z:g}, {y:g}, {x:g}) voxels lies outside the volume of "
+                         f"shape {tuple(shape)} (z, y, x)")
+    return arr
+
+
+def to_voxel(points: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Round (N, 3) z, y, x points to the voxel holding them, (N, 3) int64, clipped into `shape`."""
+    return np.clip(np.round(points).astype(np.int64), 0, np.asarray(shape) - 1)
+
+
+def load_prompts(source: Any, volume: Volume, what: str = "prompt") -> np.ndarray:
+    """Prompt points for `volume` from an array, `Particles` or a coordinate file, checked against it.
+
+    Args:
+        source: (N, 3) z, y, x voxels, `Particles`, or a path to a coordinate file (STAR, CSV, copick JSON,
+            NDJSON; converted to voxels of `volume` with its voxel size and shape). None gives (0, 3).
+        volume: the tomogram the points are for.
+        what: how to call the points in error messages.
+
+    Returns:
+        (N, 3) float64 z, y, x voxels.
+
+    Raises:
+        InputError: unreadable file, a copick file picked at another voxel spacing, points outside the volume.
+    """
+    if isinstance(source, (str, Path)):
+        from ..io.coords import guess_format, read_particles
+
+        path = Path(source)
+        if path.suffix.lower() == ".json" and path.is_file() and guess_format(path) == "copick":
+            _check_copick_spacing(path, volume)
+        source = read_particles(path, voxel_size=volume.voxel_size, shape=volume.shape)
+        if not len(source):
+            raise InputError(f"{path}: holds no {what}s")
+    return as_points(source, volume.shape, what)
+
+
+def _check_copick_spacing(path: Path, volume: Volume) -> None:
+    """copick locations are Å at the file's voxel spacing: another spacing than the tomogram's is a mistake."""
+    import json
+
+    try:
+        spacing = json.loads(path.read_text()).get("voxel_spacing")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return  # the reader reports malformed files with its own message
+    if isinstance(spacing, (int, float)) and spacing > 0:
+        vs = np.asarray(volume.voxel_size)
+        if not np.allclose(vs, spacing, rtol=1e-3):
+            where = f" of {volume.source}" if volume.source else ""
+            raise InputError(f"{path}: points were picked at a voxel spacing of {spacing:g} Å but the tomogram{where} "
+                             f"has {'x'.join(f'{v:g}' for v in vs)} Å voxels; rescale the picks or pass the "
+                             f"matching tomogram")

@@ -1,0 +1,72 @@
+"""`cryoseg pick`: a run on a simulated tomogram, option forwarding, and one-line errors that write nothing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cryoseg.cli.main import main
+from cryoseg.io import Particles
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    from cryoseg.synth import SimulationConfig, simulate
+
+    sim = simulate(SimulationConfig(shape=(48, 64, 64), seed=2, templates=("ribosome",), particles=3, vesicles=0,
+                                    filaments=0, threads=1))
+    files = sim.save(tmp_path_factory.mktemp("sim"))
+    return sim, files
+
+
+def test_pick_command(tmp_path, saved, capsys):
+    from cryoseg.io.coords import read_particles
+    from cryoseg.io.volumes import read_volume
+
+    sim, files = saved
+    z, y, x = sim.particles.coords[0]
+    out = tmp_path / "out"
+    code = main(["-q", "pick", str(files["tomogram"]), "--prompt", f"{z:.1f},{y:.1f},{x:.1f}", "-o", str(out),
+                 "--top-k", "20", "--tau-sim", "0.45", "--size-ratio", "0.4,2.5", "--cache-dir", str(tmp_path / "c")])
+    assert code == 0, capsys.readouterr().err
+    assert "instance(s) from 1 prompt(s)" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    config = report["parameters"]["config"]
+    assert config["matching"]["top_k"] == 20 and config["matching"]["tau_sim"] == 0.45
+    assert config["matching"]["levels"] == [16, 8, 4]  # not set: the library default
+    assert config["size_ratio"] == [0.4, 2.5] and config["segment"]["tau_iou"] == 0.5
+    assert set(report["seconds"]) >= {"segment_prompts", "features", "matching", "segment_proposals"}
+    assert read_volume(out / "instances.mrc").voxel_size == sim.tomogram.voxel_size
+    picks = read_particles(out / "particles.star")
+    assert len(picks) == report["counts"]["instances"] >= 2
+    dist = np.linalg.norm(picks.coords[:, None] - sim.particles.coords[None], axis=2).min(axis=1)
+    assert np.mean(dist < 4) >= 0.5
+    assert list(tmp_path.joinpath("c").iterdir())  # embeddings and features were cached
+
+
+def _fails(args, out, capsys, message):
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("cryoseg: error: ") and err.count("\n") == 1, err
+    assert message in err
+    assert not out.exists()
+
+
+def test_pick_bad_input_is_one_line_and_writes_nothing(tmp_path, saved, capsys):
+    from cryoseg.io.coords import write_particles
+
+    sim, files = saved
+    z, y, x = sim.particles.coords[0]
+    out = tmp_path / "out"
+    good = f"{z:.1f},{y:.1f},{x:.1f}"
+    base = ["-q", "pick", str(files["tomogram"]), "-o", str(out)]
+    _fails(base + ["--prompt", "10,10,99"], out, capsys, "lies outside the volume of shape (48, 64, 64)")
+    _fails(base + ["--prompt", "44,3,3"], out, capsys, "gave an empty mask")
+    _fails(base + ["--prompt", good, "--features", "no-such-features"], out, capsys, "unknown model 'no-such-features'")
+    _fails(base + ["--prompt", good, "--tau-sim", "3"], out, capsys, "tau_sim")
+    _fails(base + ["--prompt", good, "--size-ratio", "2"], out, capsys, "--size-ratio expects two")
+    wrong_spacing = write_particles(Particles([(z, y, x)]), tmp_path / "p.json", fmt="copick", voxel_size=5.0)
+    _fails(base + ["--prompts", str(wrong_spacing)], out, capsys, "voxel spacing of 5 Å but the tomogram")

@@ -1,0 +1,103 @@
+"""`cryoseg segment`: outputs, forwarded options, and one-line errors that write nothing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cryoseg.cli.main import main
+from cryoseg.io import Particles, Volume
+
+
+def ball(shape, centre, radius):
+    zz, yy, xx = np.indices(shape)
+    return (zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2 <= radius ** 2
+
+
+@pytest.fixture(scope="module")
+def tomo(tmp_path_factory):
+    from cryoseg.io.volumes import write_volume
+
+    folder = tmp_path_factory.mktemp("tomo")
+    shape = (40, 40, 48)
+    truth = ball(shape, (20, 18, 14), 7) | ball(shape, (20, 22, 34), 7)
+    rng = np.random.default_rng(4)
+    data = (np.where(truth, -1.0, 0.0) + rng.normal(0, 0.3, shape)).astype(np.float32)
+    return write_volume(Volume(data, 8.0), folder / "tomo.mrc"), truth
+
+
+def test_segment_writes_instances_with_voxel_size_and_forwards_only_set_options(tmp_path, tomo, capsys):
+    from cryoseg.io.volumes import read_volume
+
+    path, truth = tomo
+    out = tmp_path / "out"
+    code = main(["--quiet", "segment", str(path), "--prompt", "20,18,14", "-p", "20,22,34", "-o", str(out),
+                 "--tau-iou", "0.6"])
+    assert code == 0, capsys.readouterr().err
+    assert "2 instance(s) from 2 prompt(s)" in capsys.readouterr().out
+    labels = read_volume(out / "instances.mrc")
+    assert labels.voxel_size == (8.0, 8.0, 8.0)
+    assert set(np.unique(labels.data)) == {0, 1, 2}
+    assert np.count_nonzero((labels.data > 0) & truth) > 0.85 * np.count_nonzero(truth)
+    report = json.loads((out / "report.json").read_text())
+    config = report["parameters"]["config"]
+    assert config["tau_iou"] == 0.6 and config["min_area"] == 4  # set one forwarded, the rest library defaults
+    assert report["counts"]["instances"] == 2
+    assert {"instances.mrc", "mask.mrc", "particles.star", "particles_relion5.star", "particles.csv",
+            "particles_copick.json", "instances.csv", "preview.png", "report.json"} <= {p.name for p in out.iterdir()}
+
+
+def test_segment_reads_prompts_and_negatives_from_files_and_writes_zarr(tmp_path, tomo, capsys):
+    from cryoseg.io.coords import write_particles
+    from cryoseg.io.volumes import read_volume
+
+    path, _ = tomo
+    prompts = write_particles(Particles([(20, 18, 14)]), tmp_path / "prompts.star")
+    negatives = write_particles(Particles([(20, 22, 34)]), tmp_path / "neg.csv")
+    out = tmp_path / "out"
+    assert main(["-q", "segment", str(path), "--prompts", str(prompts), "--negatives", str(negatives),
+                 "-o", str(out), "--format", "zarr"]) == 0, capsys.readouterr().err
+    labels = read_volume(out / "instances.ome.zarr")
+    assert labels.voxel_size == (8.0, 8.0, 8.0)
+    assert labels.data[20, 18, 14] == 1 and labels.data[20, 22, 34] == 0
+
+
+def _fails(args, out, capsys, message):
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("cryoseg: error: ") and err.count("\n") == 1, err
+    assert message in err
+    assert not out.exists()
+
+
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tomo, capsys):
+    from cryoseg.io.coords import write_particles
+
+    path, _ = tomo
+    out = tmp_path / "out"
+    base = ["-q", "segment", str(path), "-o", str(out)]
+    _fails(base + ["--prompt", "20,18,60"], out, capsys,
+           "prompt 1 at (z, y, x) = (20, 18, 60) voxels lies outside the volume of shape (40, 40, 48)")
+    _fails(base + ["--prompt", "35,4,4"], out, capsys, "gave an empty mask")
+    _fails(base + ["--prompt", "20,18"], out, capsys, "--prompt expects three comma-separated")
+    _fails(base + ["--prompt", "20,18,14", "--negative", "99,0,0"], out, capsys, "negative point 1")
+    _fails(base, out, capsys, "give at least one prompt")
+    picked_at_4 = write_particles(Particles([(20, 18, 14)]), tmp_path / "p.json", fmt="copick", voxel_size=4.0)
+    _fails(base + ["--prompts", str(picked_at_4)], out, capsys, "voxel spacing of 4 Å but the tomogram")
+    _fails(base + ["--prompt", "20,18,14", "--segmenter", "no-such-model"], out, capsys,
+           "unknown model 'no-such-model'")
+    _fails(base + ["--prompt", "20,18,14", "--format", "tiff"], out, capsys, "unknown volume format 'tiff'")
+    _fails(["-q", "segment", str(tmp_path / "missing.mrc"), "--prompt", "1,1,1", "-o", str(out)], out, capsys,
+           "missing.mrc")
+
+
+def test_missing_weights_is_one_line(tmp_path, tomo, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    path, _ = tomo
+    out = tmp_path / "out"
+    _fails(["-q", "segment", str(path), "--prompt", "20,18,14", "-o", str(out), "--segmenter", "sam-vit-b"], out,
+           capsys, "weights not found")
