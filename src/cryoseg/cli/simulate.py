@@ -1,0 +1,107 @@
+"""`cryoseg simulate`: a tomogram with exact ground truth (labels, instances, particle table, record)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ..errors import InputError
+
+
+def parse_numbers(text: str, option: str, count: tuple[int, ...]) -> tuple[float, ...]:
+    """Comma-separated numbers, e.g. "64,128,128"; `count` lists the accepted lengths."""
+    try:
+        values = tuple(float(v) for v in text.replace(" ", ",").split(",") if v)
+    except ValueError:
+        values = ()
+    if len(values) not in count:
+        wanted = " or ".join(str(c) for c in count)
+        raise InputError(f"{option} needs {wanted} comma-separated numbers, got {text!r}")
+    return values
+
+
+def parse_tilt_range(text: str) -> tuple[float, float]:
+    """ "60" means -60..60 degrees; "-50,60" gives the first and last tilt."""
+    values = parse_numbers(text, "--tilt-range", (1, 2))
+    return (-abs(values[0]), abs(values[0])) if len(values) == 1 else (values[0], values[1])
+
+
+def split_templates(values: list[str]) -> tuple[str, ...]:
+    """Template arguments: each may be repeated or hold several comma-separated names/paths."""
+    out: list[str] = []
+    for value in values:
+        out.extend([value] if Path(value).exists() else [v for v in value.split(",") if v.strip()])
+    return tuple(v.strip() for v in out)
+
+
+def check_output_dir(outdir: Path, overwrite: bool) -> None:
+    """Refuse an output folder that is a file, or that holds files unless `overwrite`."""
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(f"output {outdir} is a file, not a folder")
+    if outdir.is_dir() and any(outdir.iterdir()) and not overwrite:
+        raise InputError(f"output folder {outdir} is not empty; pass --overwrite to replace the simulation files in it")
+
+
+def simulate_command(
+    output: Path = typer.Option(..., "--output", "-o",
+                                help="Output folder (created; must be empty unless --overwrite)."),
+    shape: str | None = typer.Option(None, "--shape", help="Tomogram size in voxels: Z,Y,X."),
+    voxel_size: float | None = typer.Option(None, "--voxel-size", help="Å per voxel."),
+    particles: int | None = typer.Option(None, "--particles", help="Total particles, split evenly over the classes."),
+    density: float | None = typer.Option(None, "--density",
+                                         help="Particles per µm³ per class (instead of --particles)."),
+    templates: list[str] | None = typer.Option(
+        None, "--templates", "-t",
+        help="Particle classes: built-in shapes (ribosome, shell, dumbbell, rod, globule), MRC maps or folders of "
+             "maps; repeat the option or separate with commas."),
+    template_voxel_size: float | None = typer.Option(None, "--template-voxel-size",
+                                                     help="Å per voxel of the template maps (overrides headers)."),
+    snr: float | None = typer.Option(None, "--snr", help="Signal-to-noise ratio of each tilt image."),
+    tilt_range: str | None = typer.Option(None, "--tilt-range", help="Degrees: '60' for ±60, or 'FIRST,LAST'."),
+    tilt_step: float | None = typer.Option(None, "--tilt-step", help="Tilt increment in degrees."),
+    defocus: float | None = typer.Option(None, "--defocus", help="Defocus in µm (positive = underfocus)."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed; the same seed gives the same tomogram."),
+    vesicles: int | None = typer.Option(None, "--vesicles", help="Number of vesicles."),
+    filaments: int | None = typer.Option(None, "--filaments", help="Number of filaments."),
+    no_ctf: bool = typer.Option(False, "--no-ctf", help="No contrast transfer function."),
+    no_noise: bool = typer.Option(False, "--no-noise", help="No noise."),
+    threads: int | None = typer.Option(None, "--threads", help="Worker threads (default: all cores)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace simulation files in a non-empty folder."),
+) -> None:
+    """Simulate a cryo-ET tomogram with exact ground truth: tomogram.mrc, labels.mrc, instances.mrc,
+    particles.csv, particles.star and simulation.json."""
+    from ..synth import SimulationConfig, simulate
+
+    kwargs: dict[str, Any] = {}
+    if shape is not None:
+        kwargs["shape"] = parse_numbers(shape, "--shape", (3,))
+    if tilt_range is not None:
+        kwargs["tilt_range"] = parse_tilt_range(tilt_range)
+    if templates:
+        kwargs["templates"] = split_templates(templates)
+    for name, value in (("voxel_size", voxel_size), ("particles", particles), ("density", density),
+                        ("template_voxel_size", template_voxel_size), ("snr", snr), ("tilt_step", tilt_step),
+                        ("defocus", defocus), ("seed", seed), ("vesicles", vesicles), ("filaments", filaments),
+                        ("threads", threads)):
+        if value is not None:
+            kwargs[name] = value
+    if no_ctf:
+        kwargs["ctf"] = False
+    if no_noise:
+        kwargs["noise"] = False
+
+    config = SimulationConfig(**kwargs)  # bad values fail here, before anything is written
+    check_output_dir(output, overwrite)
+    result = simulate(config)
+    paths = result.save(output)
+    counts = ", ".join(f"{t['count']} {t['name']}" for t in result.info["templates"])
+    typer.echo(f"simulated {'×'.join(map(str, config.shape))} voxels at {config.voxel_size:g} Å: {counts}, "
+               f"{len(result.info['vesicles'])} vesicles, {len(result.info['filaments'])} filaments")
+    for path in paths.values():
+        typer.echo(f"  {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simulate")(simulate_command)
