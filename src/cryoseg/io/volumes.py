@@ -249,7 +249,7 @@ def write_volume(volume: Volume, path: str | Path, inputs: Iterable[str | Path] 
     check_not_input(path, inputs)
     target = _storage_dtype(volume.data, fmt, dtype, path)
     if target != volume.data.dtype:
-        logger.info("%s: writing %s data as %s", path, volume.data.dtype.name, target.name)
+        logger.debug("%s: writing %s data as %s", path, volume.data.dtype.name, target.name)
     with atomic_path(path, inputs, is_dir=fmt == "omezarr") as tmp:
         if fmt == "mrc":
             from .mrc import write_mrc
