@@ -70,3 +70,20 @@ def test_pick_bad_input_is_one_line_and_writes_nothing(tmp_path, saved, capsys):
     _fails(base + ["--prompt", good, "--size-ratio", "2"], out, capsys, "--size-ratio expects two")
     wrong_spacing = write_particles(Particles([(z, y, x)]), tmp_path / "p.json", fmt="copick", voxel_size=5.0)
     _fails(base + ["--prompts", str(wrong_spacing)], out, capsys, "voxel spacing of 5 Å but the tomogram")
+
+
+def test_pick_refuses_a_non_empty_output_folder(tmp_path, capsys):
+    from cryoseg.cli.main import main
+
+    truth = tmp_path / "particles.csv"
+    truth.write_text("z,y,x\n1,2,3\n")
+    tomo = tmp_path / "tomo.mrc"
+    import mrcfile
+    import numpy as np
+
+    with mrcfile.new(tomo) as m:
+        m.set_data(np.zeros((8, 8, 8), np.float32))
+    assert main(["pick", str(tomo), "--prompt", "4,4,4", "-o", str(tmp_path)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert truth.read_text() == "z,y,x\n1,2,3\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["particles.csv", "tomo.mrc"]

@@ -15,7 +15,7 @@ def demo_command(
     from rich.console import Console
 
     from ..pipelines.demo import run_demo
-    from .simulate import check_output_dir
+    from .common import check_output_dir
 
     check_output_dir(output, overwrite=False)
     result = run_demo(output, seed=seed)

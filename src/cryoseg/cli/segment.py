@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from ..errors import InputError
+from .common import check_output_dir
 
 PROMPT_HELP = "A point z,y,x in voxels on an instance (repeat for several)."
 PROMPTS_HELP = "Coordinate file of prompts (.star .csv .json .ndjson)."
@@ -55,11 +56,10 @@ def _points(inline: list[str] | None, path: Path | None, volume: Any, option: st
     return np.concatenate(parts) if parts else np.zeros((0, 3))
 
 
-def _check_output(output: Path, volume_format: str | None) -> None:
+def _check_output(output: Path, volume_format: str | None, overwrite: bool) -> None:
     from ..segment3d.output import check_volume_format
 
-    if output.exists() and not output.is_dir():
-        raise InputError(f"output {output} exists and is not a folder")
+    check_output_dir(output, overwrite)
     if volume_format is not None:
         check_volume_format(volume_format)
 
@@ -89,12 +89,13 @@ def segment(
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Embedding cache folder (reused across runs)."),
     voxel_size: str | None = typer.Option(None, "--voxel-size", help="Override the header: Å, one value or z,y,x."),
     volume_format: str | None = typer.Option(None, "--format", help="Volumes as 'mrc' (default) or 'zarr' (OME-Zarr)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty output folder."),
 ) -> None:
     """Segment the instances under the prompts in 3D (Cross-Plane Self-Prompting)."""
     from .. import api
     from .info import parse_voxel_size
 
-    _check_output(output, volume_format)
+    _check_output(output, volume_format, overwrite)
     volume = api.load_tomogram(tomo, parse_voxel_size(voxel_size) if voxel_size is not None else None)
     points = _points(prompt, prompts, volume, "--prompt", "prompt")
     if not len(points):
@@ -131,6 +132,7 @@ def pick(
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Embedding and feature cache folder."),
     voxel_size: str | None = typer.Option(None, "--voxel-size", help="Override the header: Å, one value or z,y,x."),
     volume_format: str | None = typer.Option(None, "--format", help="Volumes as 'mrc' (default) or 'zarr' (OME-Zarr)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty output folder."),
 ) -> None:
     """Find, segment and pick every instance of the kind the prompts point at (CryoSAM)."""
     from .. import api
@@ -138,7 +140,7 @@ def pick(
     from ..pipelines.pick import PickConfig
     from .info import parse_voxel_size
 
-    _check_output(output, volume_format)
+    _check_output(output, volume_format, overwrite)
     matching = _set({"tau_sim": tau_sim, "top_k": top_k, "mode": mode})
     pick_kwargs: dict[str, Any] = {}
     if tau_iou is not None or max_slices is not None:

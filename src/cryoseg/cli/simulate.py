@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from ..errors import InputError
+from .common import check_output_dir
 
 
 def parse_numbers(text: str, option: str, count: tuple[int, ...]) -> tuple[float, ...]:
@@ -34,14 +35,6 @@ def split_templates(values: list[str]) -> tuple[str, ...]:
     for value in values:
         out.extend([value] if Path(value).exists() else [v for v in value.split(",") if v.strip()])
     return tuple(v.strip() for v in out)
-
-
-def check_output_dir(outdir: Path, overwrite: bool) -> None:
-    """Refuse an output folder that is a file, or that holds files unless `overwrite`."""
-    if outdir.exists() and not outdir.is_dir():
-        raise InputError(f"output {outdir} is a file, not a folder")
-    if outdir.is_dir() and any(outdir.iterdir()) and not overwrite:
-        raise InputError(f"output folder {outdir} is not empty; pass --overwrite to replace the simulation files in it")
 
 
 def simulate_command(
