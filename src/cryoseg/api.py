@@ -26,12 +26,15 @@ VolumeLike = Volume | np.ndarray | str | Path
 log = logging.getLogger(__name__)
 
 
-def load_tomogram(volume: VolumeLike, voxel_size: float | tuple[float, float, float] | None = None) -> Volume:
-    """A `Volume` from a `Volume`, a (Z, Y, X) array (voxel size `voxel_size` or 1 Å) or a file path."""
+def load_tomogram(volume: VolumeLike, voxel_size: float | tuple[float, float, float] | None = None,
+                  nan_policy: str = "raise") -> Volume:
+    """A `Volume` from a `Volume`, a (Z, Y, X) array (voxel size `voxel_size` or 1 Å) or a file path.
+
+    `nan_policy` applies to files: "raise" refuses NaN/Inf, "clean" replaces them with the mean."""
     if isinstance(volume, (str, Path)):
         from .io.volumes import read_volume
 
-        return read_volume(volume, voxel_size=voxel_size)
+        return read_volume(volume, voxel_size=voxel_size, nan_policy=nan_policy)
     if isinstance(volume, Volume):
         if voxel_size is not None:
             return Volume(volume.data, voxel_size, volume.origin, volume.source)

@@ -87,3 +87,21 @@ def test_pick_refuses_a_non_empty_output_folder(tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
     assert truth.read_text() == "z,y,x\n1,2,3\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["particles.csv", "tomo.mrc"]
+
+
+def test_pick_refuses_nan_and_names_the_option(tmp_path, capsys):
+    import mrcfile
+    import numpy as np
+
+    from cryoseg.cli.main import main
+
+    data = np.zeros((8, 8, 8), np.float32)
+    data[1, 2, 3] = np.nan
+    tomo = tmp_path / "nan.mrc"
+    with mrcfile.new(tomo) as m:
+        m.set_data(data)
+    out = tmp_path / "out"
+    assert main(["pick", str(tomo), "--prompt", "4,4,4", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "NaN" in err and "--nan-policy clean" in err and err.count("\n") == 1
+    assert not out.exists()

@@ -90,13 +90,15 @@ def segment(
     voxel_size: str | None = typer.Option(None, "--voxel-size", help="Override the header: Å, one value or z,y,x."),
     volume_format: str | None = typer.Option(None, "--format", help="Volumes as 'mrc' (default) or 'zarr' (OME-Zarr)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty output folder."),
+    nan_policy: str | None = typer.Option(None, "--nan-policy", help="NaN/Inf in the tomogram: 'raise' or 'clean'."),
 ) -> None:
     """Segment the instances under the prompts in 3D (Cross-Plane Self-Prompting)."""
     from .. import api
     from .info import parse_voxel_size
 
     _check_output(output, volume_format, overwrite)
-    volume = api.load_tomogram(tomo, parse_voxel_size(voxel_size) if voxel_size is not None else None)
+    volume = api.load_tomogram(tomo, parse_voxel_size(voxel_size) if voxel_size is not None else None,
+                               **_set({"nan_policy": nan_policy}))
     points = _points(prompt, prompts, volume, "--prompt", "prompt")
     if not len(points):
         raise InputError("give at least one prompt: --prompt z,y,x or --prompts FILE")
@@ -133,6 +135,7 @@ def pick(
     voxel_size: str | None = typer.Option(None, "--voxel-size", help="Override the header: Å, one value or z,y,x."),
     volume_format: str | None = typer.Option(None, "--format", help="Volumes as 'mrc' (default) or 'zarr' (OME-Zarr)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty output folder."),
+    nan_policy: str | None = typer.Option(None, "--nan-policy", help="NaN/Inf in the tomogram: 'raise' or 'clean'."),
 ) -> None:
     """Find, segment and pick every instance of the kind the prompts point at (CryoSAM)."""
     from .. import api
@@ -150,7 +153,8 @@ def pick(
     if size_ratio is not None:
         pick_kwargs["size_ratio"] = parse_pair(size_ratio, "--size-ratio")
     config = PickConfig(**pick_kwargs)
-    volume = api.load_tomogram(tomo, parse_voxel_size(voxel_size) if voxel_size is not None else None)
+    volume = api.load_tomogram(tomo, parse_voxel_size(voxel_size) if voxel_size is not None else None,
+                               **_set({"nan_policy": nan_policy}))
     points = _points(prompt, prompts, volume, "--prompt", "prompt")
     if not len(points):
         raise InputError("give at least one prompt: --prompt z,y,x or --prompts FILE")
