@@ -1,0 +1,219 @@
+"""Preprocessing shared by the transformers backends: robust intensity normalisation, resize + pad into the
+model's input frame, and the exact coordinate and mask mappings between slice pixels and that frame.
+
+Conventions:
+- Slice pixels: arrays (H, W); point coordinates (y, x) with pixel centres at integers, so pixel (i, j)
+  covers the continuous square [i - 0.5, i + 0.5) x [j - 0.5, j + 0.5).
+- Model frame: the (Fh, Fw) tensor the network sees. The slice is resized to (h, w) = `Geometry.resized`
+  and placed at the top-left corner; the rest is zero padding (after normalisation). Coordinates in the
+  model frame are (x, y) pixel indices, as the SAM prompt encoders expect (they add 0.5 themselves).
+- The resize maps pixel centres by the per-axis scale s = h / H (resp. w / W): continuous coordinate
+  c in the slice (c = index + 0.5) goes to c * s in the frame. Points, images and masks all use this one
+  mapping, so a round trip is exact on non-square slices too.
+
+numpy for the statistics, torch for resampling (no torchvision). torch is imported inside functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+DEFAULT_PERCENTILES: tuple[float, float] = (0.5, 99.5)
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where one slice of shape `original` (H, W) sits in a model input frame.
+
+    Attributes:
+        original: (H, W) of the slice.
+        resized: (h, w) of the resized slice inside the frame (top-left aligned).
+        frame: (Fh, Fw) of the model input; frame - resized is zero padding.
+    """
+
+    original: tuple[int, int]
+    resized: tuple[int, int]
+    frame: tuple[int, int]
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """(sy, sx): frame pixels per slice pixel along y and x."""
+        return self.resized[0] / self.original[0], self.resized[1] / self.original[1]
+
+    def points_to_model(self, points_yx: np.ndarray) -> np.ndarray:
+        """(..., 2) (y, x) slice coordinates -> (..., 2) (x, y) model-frame pixel coordinates (float64)."""
+        p = np.asarray(points_yx, dtype=np.float64)
+        sy, sx = self.scale
+        return np.stack([(p[..., 1] + 0.5) * sx - 0.5, (p[..., 0] + 0.5) * sy - 0.5], axis=-1)
+
+    def points_from_model(self, points_xy: np.ndarray) -> np.ndarray:
+        """Inverse of `points_to_model`: (..., 2) (x, y) frame coordinates -> (..., 2) (y, x) slice coordinates."""
+        p = np.asarray(points_xy, dtype=np.float64)
+        sy, sx = self.scale
+        return np.stack([(p[..., 1] + 0.5) / sy - 0.5, (p[..., 0] + 0.5) / sx - 0.5], axis=-1)
+
+    def boxes_to_model(self, boxes_yxyx: np.ndarray) -> np.ndarray:
+        """(..., 4) (y0, x0, y1, x1) slice boxes -> (..., 4) (x0, y0, x1, y1) model-frame boxes."""
+        b = np.asarray(boxes_yxyx, dtype=np.float64)
+        first = self.points_to_model(b[..., 0:2])
+        second = self.points_to_model(b[..., 2:4])
+        return np.concatenate([first, second], axis=-1)
+
+
+def longest_side_geometry(shape: tuple[int, int], target: int) -> Geometry:
+    """SAM's layout: resize so the longest side is `target` (aspect kept, rounded), pad to `target` x `target`."""
+    h, w = _check_shape(shape)
+    scale = target / max(h, w)
+    resized = (max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5)))
+    return Geometry((h, w), resized, (target, target))
+
+
+def stretch_geometry(shape: tuple[int, int], target: int) -> Geometry:
+    """SAM 2's layout: resize to `target` x `target` without keeping the aspect ratio, no padding."""
+    h, w = _check_shape(shape)
+    return Geometry((h, w), (target, target), (target, target))
+
+
+def patch_geometry(shape: tuple[int, int], target: int, patch: int, pad_to_target: bool = False) -> Geometry:
+    """ViT layout: longest side ~ `target`, each side rounded to a whole number of patches (at most half a
+    patch of aspect change), so every feature cell covers image content only.
+
+    With `pad_to_target` the frame is `target` x `target` (for encoders with fixed position embeddings,
+    e.g. SAM's); otherwise the frame is the resized size itself (no padding).
+    """
+    h, w = _check_shape(shape)
+    if target % patch:
+        raise InputError(f"input size {target} is not a multiple of the patch size {patch}")
+    scale = target / max(h, w)
+    cells = (max(1, int(round(h * scale / patch))), max(1, int(round(w * scale / patch))))
+    resized = (cells[0] * patch, cells[1] * patch)
+    frame = (target, target) if pad_to_target else resized
+    return Geometry((h, w), resized, frame)
+
+
+def _check_shape(shape: tuple[int, int]) -> tuple[int, int]:
+    if len(shape) != 2 or min(shape) < 1:
+        raise InputError(f"image shape {tuple(shape)} is not a non-empty 2D (H, W) shape")
+    return int(shape[0]), int(shape[1])
+
+
+def normalize_intensity(
+    images: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+) -> np.ndarray:
+    """Clip each image to its own percentile range and scale it to [0, 1].
+
+    Args:
+        images: (H, W) or (B, H, W) float array of any range (tomogram slices).
+        percentiles: (low, high) percentiles in [0, 100]; robust to hot pixels and gold fiducials.
+
+    Returns:
+        float32 array of the same shape in [0, 1]. A constant image becomes all zeros.
+    """
+    arr = np.asarray(images)
+    if arr.ndim not in (2, 3):
+        raise InputError(f"expected a 2D (H, W) image or a (B, H, W) stack, got shape {arr.shape}")
+    if arr.size == 0:
+        raise InputError(f"image of shape {arr.shape} is empty")
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise InputError(f"image dtype {arr.dtype} is not a real numeric type")
+    lo_p, hi_p = percentiles
+    if not 0.0 <= lo_p < hi_p <= 100.0:
+        raise InputError(f"percentiles {percentiles} must satisfy 0 <= low < high <= 100")
+    arr = arr.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(arr)):
+        raise InputError("image contains NaN or infinite values; clean them first (e.g. nan_policy='clean')")
+    lo, hi = np.percentile(arr, [lo_p, hi_p], axis=(-2, -1), keepdims=True).astype(np.float32)
+    span = hi - lo
+    safe = np.where(span > 0, span, 1.0).astype(np.float32)
+    out = np.clip((arr - lo) / safe, 0.0, 1.0)
+    return np.where(span > 0, out, 0.0).astype(np.float32)
+
+
+def to_model_input(
+    images01: np.ndarray,
+    geometry: Geometry,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Resize [0, 1] grey images into the model frame as 3-channel normalised pixel values.
+
+    Args:
+        images01: (B, H, W) float32 in [0, 1] (from `normalize_intensity`), all of shape `geometry.original`.
+        geometry: where the slices go in the frame.
+        mean, std: per-channel normalisation of the model (applied to the grey value copied to RGB).
+
+    Returns:
+        (B, 3, Fh, Fw) tensor on `device` in `dtype` (float32 if None); padding is 0 after normalisation.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    arr = np.asarray(images01, dtype=np.float32)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if tuple(arr.shape[1:]) != geometry.original:
+        raise InputError(f"image shape {arr.shape[1:]} does not match the geometry {geometry.original}")
+    x = torch.from_numpy(np.ascontiguousarray(arr)).to(device=device, dtype=torch.float32)[:, None]
+    if geometry.resized != geometry.original:
+        down = geometry.resized[0] < geometry.original[0] or geometry.resized[1] < geometry.original[1]
+        # antialias only when shrinking: it low-pass filters so thin membranes do not alias away
+        x = F.interpolate(x, size=geometry.resized, mode="bilinear", align_corners=False, antialias=down)
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    x = (x.expand(-1, 3, -1, -1) - m) / s
+    pad_h = geometry.frame[0] - geometry.resized[0]
+    pad_w = geometry.frame[1] - geometry.resized[1]
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), value=0.0)
+    return x.to(dtype or torch.float32).contiguous()
+
+
+def _interp_matrix(n_out: int, scale: float, frame: int, n_low: int, device: torch.device) -> torch.Tensor:
+    """(n_out, n_low) bilinear weights sampling a low-res axis of `n_low` cells that spans `frame` frame pixels
+    at the centres of `n_out` slice pixels (scale = frame pixels per slice pixel). Borders are clamped, as in
+    `grid_sample(..., align_corners=False, padding_mode="border")`."""
+    import torch
+
+    centres = (torch.arange(n_out, dtype=torch.float64, device=device) + 0.5) * scale  # frame coordinates
+    u = (centres * (n_low / frame) - 0.5).clamp(0.0, n_low - 1)  # low-res index coordinates
+    i0 = torch.floor(u).long().clamp(max=n_low - 1)
+    i1 = (i0 + 1).clamp(max=n_low - 1)
+    frac = u - i0
+    weights = torch.zeros(n_out, n_low, dtype=torch.float64, device=device)
+    rows = torch.arange(n_out, device=device)
+    weights.index_put_((rows, i0), 1.0 - frac, accumulate=True)
+    weights.index_put_((rows, i1), frac, accumulate=True)
+    return weights.to(torch.float32)
+
+
+def logits_to_image(logits: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """Map low-resolution mask logits that span the whole model frame back to slice pixels.
+
+    Args:
+        logits: (N, h_low, w_low) logits covering the frame (Fh, Fw) (SAM: 256 x 256 over 1024 x 1024).
+        geometry: the slice's geometry.
+
+    Returns:
+        (N, H, W) float32 logits at the slice's resolution, bilinearly sampled at each slice pixel centre
+        (unpad and resize in one exact step).
+    """
+    import torch
+
+    n_low_y, n_low_x = logits.shape[-2:]
+    H, W = geometry.original
+    sy, sx = geometry.scale
+    ry = _interp_matrix(H, sy, geometry.frame[0], n_low_y, logits.device)
+    rx = _interp_matrix(W, sx, geometry.frame[1], n_low_x, logits.device)
+    return torch.matmul(torch.matmul(ry, logits.float()), rx.T)

@@ -1,0 +1,298 @@
+"""Registry, weight lookup (folder / hub cache / original file), errors, devices, and `cryoseg models`."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cryoseg.errors import CorruptFileError, InputError, UnknownModelError, WeightsNotFoundError
+from cryoseg.models import REGISTRY, get_spec, list_models, load_feature_extractor, load_segmenter, model_names
+from cryoseg.models import weights as weights_mod
+from cryoseg.models.device import resolve_device, resolve_dtype
+from cryoseg.models.tiny import TINY_CONFIGS, build_tiny_model
+from cryoseg.models.weights import locate_weights
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch) -> Path:
+    """Empty cryoseg home and hub cache; offline."""
+    monkeypatch.setenv("CRYOSEG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "hub").mkdir()
+    return tmp_path
+
+
+def make_hub_snapshot(cache: Path, hub_id: str, model) -> Path:
+    """Lay out a model the way huggingface_hub caches it: models--org--name/{refs/main, snapshots/<commit>/}."""
+    repo = cache / ("models--" + hub_id.replace("/", "--"))
+    snap = repo / "snapshots" / COMMIT
+    model.save_pretrained(snap)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(COMMIT)
+    return snap
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+# --- the registry itself ----------------------------------------------------------------------------------------
+
+
+def test_registry_contents():
+    names = set(REGISTRY)
+    for expected in ["sam-vit-b", "sam-vit-l", "sam-vit-h", "sam-hq-vit-b", "sam-hq-vit-l", "sam-hq-vit-h",
+                     "sam2-hiera-tiny", "sam2-hiera-small", "sam2-hiera-base-plus", "sam2-hiera-large",
+                     "dinov2-vits14", "dinov2-vitb14", "dinov2-vitl14", "dinov2-vitg14", "dinov2-vitl14-reg",
+                     "dinov3-vits16", "dinov3-vitl16", "mae-vit-base", "mae-vit-large", "mae-vit-huge",
+                     "sam-vit-b-encoder", "classical", "filterbank", *TINY_CONFIGS]:
+        assert expected in names, expected
+    spec = get_spec("sam-vit-h")
+    assert (spec.hub_id, spec.original_checkpoint, spec.kind, spec.hf_class) == (
+        "facebook/sam-vit-huge", "sam_vit_h_4b8939.pth", "segmenter", "SamModel")
+    assert get_spec("dinov2-vitl14-reg").hub_id == "facebook/dinov2-with-registers-large"
+    assert get_spec("dinov2-vitl14-reg").input_size % get_spec("dinov2-vitl14-reg").patch_size == 0
+    assert get_spec("sam2-hiera-base-plus").hub_id == "facebook/sam2.1-hiera-base-plus"
+    assert get_spec("mae-vit-huge").patch_size == 14
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.name = "other"  # type: ignore[misc]
+    for s in REGISTRY.values():
+        assert s.kind in ("segmenter", "features")
+        assert s.builtin or s.hub_id, s.name  # every downloadable model says where from
+        assert s.licence
+    assert set(model_names("segmenter")).isdisjoint(model_names("features"))
+
+
+def test_unknown_name_lists_close_names():
+    with pytest.raises(UnknownModelError) as info:
+        get_spec("sam-vit-bb")
+    message = str(info.value)
+    assert "'sam-vit-bb'" in message and "sam-vit-b" in message and "\n" not in message
+    with pytest.raises(UnknownModelError, match="cryoseg models"):
+        load_segmenter("zzz")
+
+
+def test_wrong_kind_is_refused():
+    with pytest.raises(InputError, match="'tiny-dinov2' is a feature extractor"):
+        load_segmenter("tiny-dinov2")
+    with pytest.raises(InputError, match="'classical' is a promptable segmenter"):
+        load_feature_extractor("classical")
+
+
+def test_weight_free_defaults_are_registered_and_lazy():
+    from cryoseg.models.classical import ClassicalSegmenter
+    from cryoseg.models.filterbank import FilterBankExtractor
+
+    assert isinstance(load_segmenter("classical"), ClassicalSegmenter)
+    assert isinstance(load_feature_extractor("filterbank"), FilterBankExtractor)
+    with pytest.raises(InputError, match="weight-free"):
+        load_segmenter("classical", weights="/some/folder")
+
+
+def test_import_does_not_pull_torch():
+    code = ("import sys; import cryoseg.models, cryoseg.cli.models; "
+            "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- finding weights --------------------------------------------------------------------------------------------
+
+
+def test_missing_default_weights_say_where_and_how(env):
+    with pytest.raises(WeightsNotFoundError) as info:
+        load_segmenter("sam-vit-b")
+    message = str(info.value)
+    assert "\n" not in message
+    for part in ["model 'sam-vit-b'", str(env / "hub" / "models--facebook--sam-vit-base"),
+                 str(env / "home" / "checkpoints" / "sam_vit_b_01ec64.pth"), "hf download facebook/sam-vit-base",
+                 "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"]:
+        assert part in message, part
+
+
+def test_hub_id_not_in_cache_offline_is_a_quick_clear_error(env, monkeypatch):
+    import huggingface_hub
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("tried to download")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
+    with pytest.raises(WeightsNotFoundError, match="someorg/tiny-sam is not in the local cache"):
+        load_segmenter("tiny-sam", weights="someorg/tiny-sam")
+    with pytest.raises(WeightsNotFoundError, match="HF_HUB_OFFLINE is set"):
+        load_segmenter("tiny-sam", weights="someorg/tiny-sam", download=True)
+    with pytest.raises(WeightsNotFoundError, match="dinov2-vits14"):
+        load_feature_extractor("dinov2-vits14")
+    assert _files(env / "hub") == []  # nothing was created in the cache
+
+
+def test_model_found_in_the_hub_cache_by_default(env):
+    snap = make_hub_snapshot(env / "hub", "facebook/sam-vit-base", build_tiny_model("tiny-sam", seed=3))
+    seg = load_segmenter("sam-vit-b")  # the registry's hub id, found in the cache (a tiny stand-in here)
+    pred = seg.predict(seg.embed(np.random.default_rng(0).random((30, 40))), np.array([[[5.0, 5.0]]]),
+                       np.array([[1]]))
+    assert pred.masks.shape == (1, 1, 30, 40)
+    sha = hashlib.sha256((snap / "model.safetensors").read_bytes()).hexdigest()
+    assert seg.signature()["weights"] == f"sha256:{sha}" and seg.signature()["name"] == "sam-vit-b"
+    status = {s.spec.name: s for s in list_models()}
+    assert status["sam-vit-b"].present and str(snap) in status["sam-vit-b"].where
+    assert not status["sam-vit-l"].present
+    # the same snapshot by explicit hub id
+    assert load_segmenter("tiny-sam", weights="facebook/sam-vit-base").signature()["weights"] == f"sha256:{sha}"
+
+
+def test_original_checkpoint_in_the_default_folder(env):
+    folder = env / "home" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "sam_vit_l_0b3195.pth").write_bytes(b"placeholder")
+    loc = locate_weights(get_spec("sam-vit-l"))
+    assert loc.kind == "original" and loc.path == folder / "sam_vit_l_0b3195.pth"
+    # a bare file name is looked up in the same folder
+    assert locate_weights(get_spec("sam-vit-l"), "sam_vit_l_0b3195.pth").path == folder / "sam_vit_l_0b3195.pth"
+    status = {s.spec.name: s for s in list_models()}
+    assert status["sam-vit-l"].present and "sam_vit_l_0b3195.pth" in status["sam-vit-l"].where
+
+
+@pytest.mark.parametrize(("setup", "error", "message"), [
+    (lambda d: None, WeightsNotFoundError, "no file or folder"),
+    (lambda d: d.mkdir(), WeightsNotFoundError, "has no config.json"),
+    (lambda d: (d.mkdir(), (d / "config.json").write_text('{"model_type": "sam"}')), WeightsNotFoundError,
+     "no \\*.safetensors"),
+    (lambda d: (d.mkdir(), (d / "weights.npz").write_bytes(b"x")), WeightsNotFoundError, "has no config.json"),
+])
+def test_bad_weight_folders(env, setup, error, message):
+    target = env / "weights"
+    setup(target)
+    before = _files(env)
+    with pytest.raises(error, match=message) as info:
+        load_segmenter("tiny-sam", weights=target)
+    assert "tiny-sam" in str(info.value) and "\n" not in str(info.value)
+    assert _files(env) == before
+
+
+def test_wrong_architecture_and_corrupt_weights(env):
+    dino = env / "dino"
+    build_tiny_model("tiny-dinov2").save_pretrained(dino)
+    with pytest.raises(InputError, match="holds a 'dinov2' model but 'tiny-sam' needs 'sam'"):
+        load_segmenter("tiny-sam", weights=dino)
+    broken = env / "broken"
+    build_tiny_model("tiny-sam").save_pretrained(broken)
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[: len(data) // 3])  # truncated download
+    with pytest.raises(CorruptFileError, match="cannot load model 'tiny-sam' from .*broken"):
+        load_segmenter("tiny-sam", weights=broken)
+    other = env / "notes.txt"
+    other.write_text("hello")
+    with pytest.raises(InputError, match="not an original .pth checkpoint"):
+        load_segmenter("tiny-sam", weights=other)
+
+
+def test_incomplete_folder_weights_are_refused(env):
+    """A folder whose weights miss parameters must not load with silently random ones."""
+    from safetensors.torch import load_file, save_file
+
+    folder = env / "partial"
+    build_tiny_model("tiny-dinov2").save_pretrained(folder)
+    state = load_file(folder / "model.safetensors")
+    state.pop(next(k for k in state if "layernorm" in k))
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(InputError, match="do not fit model 'tiny-dinov2'.*missing"):
+        load_feature_extractor("tiny-dinov2", weights=folder)
+
+
+def test_weights_hash_is_cached_by_size_and_mtime(env):
+    folder = env / "m"
+    build_tiny_model("tiny-mae").save_pretrained(folder)
+    weights_mod._memo.clear()
+    first = load_feature_extractor("tiny-mae", weights=folder).signature()["weights"]
+    cache = json.loads((env / "home" / "weights-sha256.json").read_text())
+    key = str((folder / "model.safetensors").resolve())
+    assert "sha256:" + cache[key]["sha256"] == first
+    # a second process would trust the cache for an unchanged file: prove it is read
+    cache[key]["sha256"] = "f" * 64
+    (env / "home" / "weights-sha256.json").write_text(json.dumps(cache))
+    weights_mod._memo.clear()
+    assert load_feature_extractor("tiny-mae", weights=folder).signature()["weights"] == "sha256:" + "f" * 64
+
+
+# --- device and precision ---------------------------------------------------------------------------------------
+
+
+def test_device_and_precision_policy():
+    assert resolve_device("cpu").type == "cpu"
+    auto = resolve_device(None)
+    assert auto.type == ("cuda" if torch.cuda.is_available() else auto.type)
+    assert resolve_dtype(None, torch.device("cpu")) == torch.float32
+    assert resolve_dtype("fp32", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("bf16", torch.device("cuda")) == torch.bfloat16
+    assert resolve_dtype("fp16", torch.device("cuda")) == torch.float16
+    with pytest.raises(InputError, match="needs a GPU"):
+        resolve_dtype("bf16", torch.device("cpu"))
+    with pytest.raises(InputError, match="unknown precision"):
+        resolve_dtype("fp8", torch.device("cpu"))
+    with pytest.raises(InputError, match="unknown device|unsupported device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA is not available"):
+            load_segmenter("tiny-sam", device="cuda")
+    with pytest.raises(InputError, match="needs a GPU"):
+        load_feature_extractor("tiny-dinov2", device="cpu", dtype="fp16")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_tiny_models_on_gpu_in_bf16():
+    seg = load_segmenter("tiny-sam2", device="cuda", dtype="bf16")
+    pred = seg.predict(seg.embed(np.random.default_rng(0).random((30, 50))), np.array([[[5.0, 5.0]]]),
+                       np.array([[1]]))
+    assert pred.logits.dtype == np.float32 and np.isfinite(pred.logits).all()
+    assert seg.signature()["dtype"] == "bfloat16"
+    ext = load_feature_extractor("tiny-dinov2-reg", device="cuda", dtype="fp16")
+    assert np.isfinite(ext.extract(np.random.default_rng(0).random((2, 30, 50))).features).all()
+
+
+# --- cryoseg models ---------------------------------------------------------------------------------------------
+
+
+def test_cli_models_table_is_honest(env, capsys, monkeypatch):
+    from cryoseg.cli.main import main
+
+    monkeypatch.setenv("COLUMNS", "250")
+    make_hub_snapshot(env / "hub", "facebook/dinov2-small", build_tiny_model("tiny-dinov2"))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    lines: dict[str, str] = {}
+    last = ""
+    for line in out.splitlines():
+        if line.count("│") > 3:  # a table row, or the wrapped continuation of one (empty first cell)
+            first = line.split("│")[1].strip()
+            last = first or last
+            lines[last] = lines.get(last, "") + "".join(cell.strip() + " " for cell in line.split("│"))
+    assert "built-in" in lines["tiny-sam"] and "yes" in lines["tiny-sam"]
+    assert "built-in" in lines["classical"] and "built-in" in lines["filterbank"]
+    assert " no " in lines["sam-vit-b"] and "sam_vit_b_01ec64.pth" in lines["sam-vit-b"]
+    assert "yes" in lines["dinov2-vits14"] and "models--facebook--dinov2-small" in lines["dinov2-vits14"]
+    assert set(REGISTRY) <= set(lines)
+    assert main(["models", "--kind", "features"]) == 0
+    out = capsys.readouterr().out
+    assert "dinov2-vits14" in out and "sam-vit-h " not in out
+    assert main(["models", "--kind", "bogus"]) == 2
+    assert "cryoseg: error: --kind must be" in capsys.readouterr().err
