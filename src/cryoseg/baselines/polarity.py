@@ -1,0 +1,44 @@
+"""Whether particles appear dark or bright in a tomogram."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import InputError
+
+POLARITIES = ("auto", "dark", "bright")
+
+
+def check_polarity(polarity: str) -> str:
+    if polarity not in POLARITIES:
+        raise InputError(f"polarity must be one of {POLARITIES}, got {polarity!r}")
+    return polarity
+
+
+def estimate_polarity(volume: np.ndarray, radius: float) -> str:
+    """"dark" or "bright": the sign of the skewness of the volume low-passed at the particle scale.
+
+    Particles are compact and dense and fill a minority of the volume, so after smoothing away the noise
+    they form the long tail of the intensity distribution: on the low side when density is dark (raw
+    cryo-ET contrast), on the high side when it is bright (inverted maps).
+
+    Args:
+        volume: (Z, Y, X) array.
+        radius: particle radius in voxels.
+    """
+    step = max(1, int(radius // 3))  # subsample: the low-passed volume varies slowly at this step
+    sample = np.asarray(volume[::step, ::step, ::step], dtype=np.float32)
+    smooth = ndimage.gaussian_filter(sample, max(0.5, radius / (2 * step)))
+    centred = smooth - smooth.mean()
+    skew = float(np.mean(centred.astype(np.float64) ** 3)) / max(float(centred.std()) ** 3, 1e-30)
+    return "dark" if skew < 0 else "bright"
+
+
+def signed_for_bright(volume: np.ndarray, polarity: str, radius: float) -> tuple[np.ndarray, str]:
+    """The volume as float32 with particles bright (negated when they are dark), and the polarity used."""
+    polarity = check_polarity(polarity)
+    if polarity == "auto":
+        polarity = estimate_polarity(volume, radius)
+    data = np.asarray(volume, dtype=np.float32)
+    return (-data if polarity == "dark" else data), polarity

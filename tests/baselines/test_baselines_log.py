@@ -1,0 +1,57 @@
+"""LoG blob picking finds blobs of the given size, with the right polarity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from cryoseg.baselines import LoGConfig, estimate_polarity, log_blobs
+from cryoseg.errors import InputError
+
+CENTRES = np.array([(12, 12, 12), (12, 40, 30), (30, 20, 44), (34, 44, 14), (22, 30, 28)], float)
+
+
+def _volume(sign, radius=5, seed=0):
+    rng = np.random.default_rng(seed)
+    volume = ndimage.gaussian_filter(rng.normal(size=(44, 56, 56)), 1.0).astype(np.float32)
+    zz, yy, xx = np.ogrid[:44, :56, :56]
+    for c in CENTRES:
+        volume[(zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2 <= radius**2] += sign * 1.0
+    return volume
+
+
+@pytest.mark.parametrize("sign", [-1.0, 1.0])
+def test_log_finds_blobs_of_the_right_size_and_polarity(sign):
+    volume = _volume(sign)
+    assert estimate_polarity(volume, 5) == ("dark" if sign < 0 else "bright")
+    picks = log_blobs(volume, 5.0)
+    top = picks.coords[: len(CENTRES)]
+    d = np.linalg.norm(top[:, None] - CENTRES[None], axis=2)
+    assert np.all(d.min(axis=1) <= 1.5)
+    assert sorted(d.argmin(axis=1).tolist()) == list(range(len(CENTRES)))
+    assert np.all(np.diff(picks.scores) <= 0)
+    # The wrong polarity looks for the opposite contrast and misses the blobs.
+    wrong = log_blobs(volume, 5.0, LoGConfig(polarity="bright" if sign < 0 else "dark"))
+    if len(wrong):
+        dw = np.linalg.norm(wrong.coords[: len(CENTRES), None] - CENTRES[None], axis=2)
+        assert np.sum(dw.min(axis=1) <= 1.5) == 0
+
+
+def test_log_prefers_the_particle_scale():
+    """Blobs of radius 5 respond more at radius 5 than a detector tuned to radius 1.5 (noise scale)."""
+    volume = _volume(1.0)
+    right = log_blobs(volume, 5.0, LoGConfig(polarity="bright"))
+    small = log_blobs(volume, 1.5, LoGConfig(polarity="bright", top_k=len(CENTRES)))
+    hits = lambda p: int(np.sum(np.linalg.norm(p.coords[: len(CENTRES), None] - CENTRES[None], axis=2).min(axis=1) <= 1.5))  # noqa: E731
+    assert hits(right) == len(CENTRES)
+    assert hits(small) < len(CENTRES)
+
+
+def test_log_bad_input():
+    with pytest.raises(InputError, match="radius"):
+        log_blobs(np.zeros((8, 8, 8)), 0.0)
+    with pytest.raises(InputError, match="3D"):
+        log_blobs(np.zeros((8, 8)), 2.0)
+    with pytest.raises(InputError, match="polarity"):
+        LoGConfig(polarity="up")
