@@ -161,3 +161,38 @@ def test_real_deepfinder_files_against_themselves(tmp_path, shared_data):
     # Another tomogram's picks are mostly elsewhere: F1 well below 1.
     assert main(["evaluate", str(toy / "tomo2_particles.csv"), str(picks), "-o", str(report)]) == 0
     assert json.loads(report.read_text())["scores"]["f1"] < 0.5
+
+
+def test_simulation_scores_perfectly_against_its_own_ground_truth(tmp_path, capsys):
+    """The issue's done-when: `cryoseg simulate` output evaluated against itself gives F1 = 1 and mIoU = 1."""
+    sim = tmp_path / "sim"
+    assert main(["-q", "simulate", "-o", str(sim), "--shape", "48,96,96", "--particles", "4", "--vesicles", "1",
+                 "--filaments", "1", "--seed", "0"]) == 0
+    reports = {name: tmp_path / f"{name}.json" for name in ("csv", "star", "labels", "instances")}
+    assert main(["evaluate", str(sim / "particles.csv"), str(sim / "particles.csv"), "-o", str(reports["csv"])]) == 0
+    # the STAR table against the CSV one: both formats carry the same picks and classes
+    assert main(["evaluate", str(sim / "particles.star"), str(sim / "particles.csv"), "-o",
+                 str(reports["star"])]) == 0
+    for name in ("csv", "star"):
+        scores = json.loads(reports[name].read_text())["scores"]
+        assert (scores["f1"], scores["tp"], scores["fp"], scores["fn"]) == (1.0, 4, 0, 0)
+        assert sorted(scores["per_class"]) == ["2", "3", "4"]
+        assert all(c["f1"] == 1.0 for c in scores["per_class"].values())
+    assert main(["evaluate", str(sim / "labels.mrc"), str(sim / "labels.mrc"), "-o", str(reports["labels"])]) == 0
+    scores = json.loads(reports["labels"].read_text())["scores"]
+    assert scores["mean_iou"] == 1.0 and sorted(scores["per_class"], key=int) == ["1", "2", "3", "4", "5"]
+    assert main(["evaluate", str(sim / "instances.mrc"), str(sim / "instances.mrc"), "--instances", "-o",
+                 str(reports["instances"])]) == 0
+    scores = json.loads(reports["instances"].read_text())["scores"]
+    assert scores["f1"] == 1.0 and scores["tp"] == 6  # 4 particles, 1 vesicle, 1 filament
+
+
+def test_voxel_size_override_replaces_the_tomogram_header(tmp_path, picks):
+    truth, shifted = picks
+    tomo = write_volume(Volume(np.zeros(SHAPE, np.float32), voxel_size=10.0), tmp_path / "tomo.mrc")
+    report = tmp_path / "r.json"
+    # 4 voxels at 5 Å (not the header's 10 Å) = 20 Å, within 35 Å
+    assert main(["evaluate", str(shifted), str(truth), "--unit", "angstrom", "--tolerance", "35", "--tomogram",
+                 str(tomo), "--voxel-size", "5", "-o", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert data["scores"]["tp"] == 3 and data["parameters"]["voxel_size"] == [5.0, 5.0, 5.0]

@@ -86,3 +86,15 @@ def test_convert_takes_voxel_size_and_shape_from_a_tomogram(tmp_path, csv_in, ca
     back = read_particles(out, voxel_size=(4, 5, 6), shape=(30, 50, 70))
     np.testing.assert_allclose(back.coords[0], [5, 10, 20], atol=1e-5)
     assert "-90.000000" in out.read_text()
+
+
+def test_voxel_size_option_takes_precedence_over_the_tomogram(tmp_path, csv_in, capsys):
+    from cryoseg.io import Volume
+    from cryoseg.io.volumes import write_volume
+
+    tomo = write_volume(Volume(np.zeros((30, 50, 70), np.float32), voxel_size=(4.0, 5.0, 6.0)), tmp_path / "t.mrc")
+    out = tmp_path / "out.star"
+    assert main(["convert", str(csv_in), str(out), "--to", "star5", "--tomogram", str(tomo), "--voxel-size", "2"]) == 0
+    # first particle x = 20 in a 70-voxel row: (20 - 35) * 2 Å, not * 6 Å from the header
+    assert "-30.000000" in out.read_text() and "-90.000000" not in out.read_text()
+    assert json.loads((tmp_path / "out.star.record.json").read_text())["voxel_size"] == 2.0

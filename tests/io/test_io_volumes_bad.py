@@ -219,3 +219,20 @@ def test_multichannel_omezarr(tmp_path):
     root.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": [{"path": "0"}]}]
     with pytest.raises(InputError, match=r"two\.ome\.zarr: OME-Zarr axis 'c' has 2 entries; cryoseg reads one 3D"):
         read_volume(tmp_path / "two.ome.zarr")
+
+
+def test_geometry_read_skips_the_value_check_but_not_the_file_checks(tmp_path):
+    from cryoseg.io.volumes import read_volume_geometry
+
+    data = np.ones((4, 5, 6), np.float32)
+    data[0, 0, 0] = np.nan
+    path = write_volume(Volume(data, voxel_size=(3.0, 2.0, 1.0)), tmp_path / "nan.mrc")
+    with pytest.raises(InputError, match="NaN or Inf"):
+        read_volume(path)
+    vol = read_volume_geometry(path, voxel_size=(6.0, 5.0, 4.0))
+    assert vol.shape == (4, 5, 6) and vol.voxel_size == (6.0, 5.0, 4.0) and np.isnan(vol.data[0, 0, 0])
+    assert read_volume_geometry(path).voxel_size == (3.0, 2.0, 1.0)
+    (tmp_path / "cut.mrc").write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(CorruptFileError, match=r"cut\.mrc: truncated MRC file"):
+        read_volume_geometry(tmp_path / "cut.mrc")
+    assert files(tmp_path) == ["cut.mrc", "nan.mrc"]

@@ -28,7 +28,7 @@ def test_pick_command(tmp_path, saved, capsys):
     sim, files = saved
     z, y, x = sim.particles.coords[0]
     out = tmp_path / "out"
-    code = main(["-q", "pick", str(files["tomogram"]), "--prompt", f"{z:.1f},{y:.1f},{x:.1f}", "-o", str(out),
+    code = main(["pick", str(files["tomogram"]), "--prompt", f"{z:.1f},{y:.1f},{x:.1f}", "-o", str(out),
                  "--top-k", "20", "--tau-sim", "0.45", "--size-ratio", "0.4,2.5", "--cache-dir", str(tmp_path / "c")])
     assert code == 0, capsys.readouterr().err
     assert "instance(s) from 1 prompt(s)" in capsys.readouterr().out

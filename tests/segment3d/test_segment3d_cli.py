@@ -33,7 +33,7 @@ def test_segment_writes_instances_with_voxel_size_and_forwards_only_set_options(
 
     path, truth = tomo
     out = tmp_path / "out"
-    code = main(["--quiet", "segment", str(path), "--prompt", "20,18,14", "-p", "20,22,34", "-o", str(out),
+    code = main(["segment", str(path), "--prompt", "20,18,14", "-p", "20,22,34", "-o", str(out),
                  "--tau-iou", "0.6"])
     assert code == 0, capsys.readouterr().err
     assert "2 instance(s) from 2 prompt(s)" in capsys.readouterr().out

@@ -19,7 +19,7 @@ SMALL = ["--shape", "32,48,56", "--particles", "3", "--templates", "shell,globul
 
 def test_simulate_writes_tomogram_ground_truth_and_record(tmp_path, capsys):
     out = tmp_path / "sim"
-    assert main(["-q", "simulate", "-o", str(out), *SMALL, "--snr", "2", "--tilt-range", "-45,57",
+    assert main(["simulate", "-o", str(out), *SMALL, "--snr", "2", "--tilt-range", "-45,57",
                  "--tilt-step", "6"]) == 0
     assert {p.name for p in out.iterdir()} == FILES
     assert str(out / "tomogram.mrc") in capsys.readouterr().out
@@ -120,3 +120,29 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, messag
     err = capsys.readouterr().err
     assert err.startswith("cryoseg: error: ") and message in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_refusing_an_input_template_writes_no_partial_set(tmp_path, capsys):
+    out = tmp_path / "sim"
+    out.mkdir()
+    template = out / "labels.mrc"  # written after tomogram.mrc: the refusal must come before any file
+    sim = simulate(SimulationConfig(shape=(32, 48, 48), particles=1, templates=("shell",), vesicles=0, filaments=0))
+    import mrcfile
+
+    with mrcfile.new(template) as mrc:
+        mrc.set_data(np.ascontiguousarray(np.asarray(sim.density.data)[:24, :24, :24]))
+        mrc.voxel_size = 10.0
+    before = template.read_bytes()
+    assert main(["-q", "simulate", "-o", str(out), "--shape", "32,48,48", "--templates", str(template),
+                 "--particles", "1", "--vesicles", "0", "--filaments", "0", "--overwrite"]) == 2
+    assert "refusing to overwrite input file" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["labels.mrc"] and template.read_bytes() == before
+
+
+def test_voxel_size_option_reaches_every_written_volume(tmp_path):
+    out = tmp_path / "sim"
+    assert main(["-q", "simulate", "-o", str(out), "--shape", "32,48,48", "--particles", "1", "--templates", "shell",
+                 "--vesicles", "0", "--filaments", "0", "--voxel-size", "14"]) == 0
+    for name in ("tomogram", "labels", "instances"):
+        assert read_volume(out / f"{name}.mrc").voxel_size == (14.0, 14.0, 14.0)
+    assert json.loads((out / "simulation.json").read_text())["config"]["voxel_size"] == 14.0

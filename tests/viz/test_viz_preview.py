@@ -185,3 +185,19 @@ def test_picks_near_an_edge_stay_inside_their_panel(volume):
     inside = np.zeros_like(diff)
     inside[z.top:z.top + z.height, z.left:z.left + z.width] = True
     assert diff[inside].any() and not diff[~inside].any()
+
+
+def test_legend_lists_the_label_colours_shown():
+    vol = np.zeros((40, 40, 40), np.float32)
+    labels = np.zeros((40, 40, 40), np.int32)
+    labels[20, 5:10, 5:10] = 3  # on the z plane
+    labels[5:10, 20, 30:35] = 11  # on the y plane
+    labels[30:35, 30:35, 30:35] = 5  # on no plane through the centre: not listed
+    r = render_preview(vol, labels=labels)
+    info = r.image[r.panels["y"].top:, r.panels["x"].left:]  # the panel beside the y plane
+    colours = {tuple(c) for c in info.reshape(-1, 3).tolist()}
+    assert label_colour(3) in colours and label_colour(11) in colours
+    assert label_colour(5) not in colours
+    plain = render_preview(vol)
+    plain_info = plain.image[plain.panels["y"].top:, plain.panels["x"].left:]
+    assert label_colour(3) not in {tuple(c) for c in plain_info.reshape(-1, 3).tolist()}

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import typer
+
 from ..errors import InputError
+
+
+def say(message: str) -> None:
+    """Print a progress or summary line on stdout, unless --quiet (which leaves only errors) is set.
+
+    A command's actual result (the `info` and `evaluate` tables) is printed regardless.
+    """
+    if logging.getLogger("cryoseg").getEffectiveLevel() <= logging.INFO:
+        typer.echo(message)
 
 
 def check_output_dir(outdir: Path, overwrite: bool) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from ..errors import InputError
+from .common import say
 
 FORMAT_HELP = "star (RELION <= 4), star5 (RELION 5), csv, copick, ndjson"
 
@@ -73,13 +74,17 @@ def convert(
     inputs = [src] if tomogram is None else [src, tomogram]
     check_not_input(dst, inputs)  # before any work: the output must not replace an input
     if tomogram is not None:
-        from ..io.volumes import read_volume
+        from ..io.volumes import read_volume_geometry
 
-        volume = read_volume(tomogram)
+        volume = read_volume_geometry(tomogram)  # only its shape and voxel size are needed
         if shp is None:
             shp = volume.shape
-        if vs is None and all(v > 0 for v in volume.voxel_size):  # 0 means the header has none
-            vs = volume.voxel_size
+        if vs is None:
+            if all(v > 0 for v in volume.voxel_size):  # 0 means the header has none
+                vs = volume.voxel_size
+            else:
+                logging.getLogger(__name__).warning("%s: the header gives no voxel size; pass --voxel-size if "
+                                                    "the conversion needs one", tomogram)
 
     particles = read_particles(src, from_fmt, voxel_size=vs, shape=shp, tomo_name=tomo_name)
     n_read = len(particles)
@@ -101,9 +106,9 @@ def convert(
     write_record(record, command="convert", input=src, output=dst, input_format=in_fmt, output_format=out_fmt,
                  particles_read=n_read, particles_written=len(particles), class_id=class_id, tomo_name=tomo_name,
                  voxel_size=vs, shape=shp, tomogram=tomogram, outside_volume=n_outside)
-    typer.echo(f"converted {len(particles)} particles: {src} ({in_fmt}) -> {dst} ({out_fmt})")
+    say(f"converted {len(particles)} particles: {src} ({in_fmt}) -> {dst} ({out_fmt})")
     if n_outside:
-        typer.echo(f"{n_outside} of {len(particles)} particles lie outside the volume {shp} (z, y, x); kept")
+        say(f"{n_outside} of {len(particles)} particles lie outside the volume {shp} (z, y, x); kept")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +38,17 @@ def _evaluate_picks(pred: Path, truth: Path, voxel_size: Any, tomogram: Path | N
                     options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     from ..eval import match_picks
     from ..io.coords import read_particles
-    from ..io.volumes import read_volume
+    from ..io.volumes import read_volume_geometry
 
     shape = None
     if tomogram is not None:
-        tomo = read_volume(tomogram, voxel_size=voxel_size)
+        tomo = read_volume_geometry(tomogram, voxel_size=voxel_size)  # only its shape and voxel size are needed
         shape = tomo.shape
         if all(v > 0 for v in tomo.voxel_size):  # a header without a voxel size stores 0
             voxel_size = tomo.voxel_size
+        else:
+            logging.getLogger(__name__).warning("%s: the header gives no voxel size; pass --voxel-size if the "
+                                                "evaluation needs one", tomogram)
     read_kwargs: dict[str, Any] = {"voxel_size": voxel_size, "shape": shape}
     pred_particles = read_particles(pred, **read_kwargs)
     truth_particles = read_particles(truth, **read_kwargs)

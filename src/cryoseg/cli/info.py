@@ -32,6 +32,7 @@ def info(
     """Print shape, dtype, voxel size (Å, z y x), origin and value statistics of a volume."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from ..io.volumes import read_volume, volume_info
 
@@ -44,7 +45,9 @@ def info(
         kwargs["permissive"] = permissive
     summary = volume_info(read_volume(file, **kwargs))
 
-    table = Table(title=str(file), show_header=False)
+    console = Console()
+    console.print(Text(str(file), style="bold"))  # a line of its own: a table title would wrap long paths
+    table = Table(show_header=False)
     table.add_column("property", style="bold")
     table.add_column("value")
     table.add_row("shape (z, y, x)", " × ".join(str(n) for n in summary["shape"]))
@@ -55,7 +58,7 @@ def info(
         table.add_row(key, f"{summary[key]:.6g}")
     if summary["nonfinite"]:
         table.add_row("NaN/Inf values", str(summary["nonfinite"]))
-    Console().print(table)
+    console.print(table)
 
 
 def _triple(values: tuple[float, float, float]) -> str:

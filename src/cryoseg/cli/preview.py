@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from ..errors import InputError, UnsupportedFormatError
+from .common import say
 
 
 def parse_point(text: str) -> tuple[float, float, float]:
@@ -36,6 +37,8 @@ def preview(
                                                               "(same shape)."),
     picks: Path | None = typer.Option(None, "--picks", help="Coordinates to mark (.star .csv .json .ndjson)."),
     voxel_size: str | None = typer.Option(None, "--voxel-size", help="Override the header: Å, one value or z,y,x."),
+    nan_policy: str | None = typer.Option(None, "--nan-policy", help="'raise' (default) or 'clean' NaN/Inf values "
+                                                                     "of the volume."),
     pick_radius: float | None = typer.Option(None, "--pick-radius", help="Circle radius in voxels (default 5)."),
     title: str | None = typer.Option(None, "--title", help="Text above the panels (default the file name)."),
 ) -> None:
@@ -55,6 +58,8 @@ def preview(
     where = parse_point(point) if point is not None else None
 
     kwargs: dict[str, Any] = {} if voxel_size is None else {"voxel_size": parse_voxel_size(voxel_size)}
+    if nan_policy is not None:
+        kwargs["nan_policy"] = nan_policy
     volume = read_volume(tomo, **kwargs)
     label_volume = None
     if labels is not None:
@@ -71,7 +76,7 @@ def preview(
                         title=title if title is not None else tomo.name, **options)
     write_record(record_path(output), command="preview", volume=tomo, labels=labels, picks=picks,
                  point=where, voxel_size=volume.voxel_size, output=path, **options)
-    typer.echo(f"wrote {path}")
+    say(f"wrote {path}")
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from ..errors import InputError
-from .common import check_output_dir
+from .common import check_output_dir, say
 
 PROMPT_HELP = "A point z,y,x in voxels on an instance (repeat for several)."
 PROMPTS_HELP = "Coordinate file of prompts (.star .csv .json .ndjson)."
@@ -108,7 +108,7 @@ def segment(
     inputs = tuple(p for p in (tomo, prompts, negatives) if p is not None)
     files = result.save(output, inputs=inputs, parameters={"tomogram": str(tomo)},
                         **_set({"volume_format": volume_format}))
-    typer.echo(f"{len(result.kept)} instance(s) from {len(points)} prompt(s); {result.n_embed} slices embedded, "
+    say(f"{len(result.kept)} instance(s) from {len(points)} prompt(s); {result.n_embed} slices embedded, "
                f"{result.n_predict} decode calls; wrote {len(files)} files to {output}")
 
 
@@ -166,7 +166,7 @@ def pick(
     files = result.save(output, inputs=inputs, parameters={"tomogram": str(tomo)},
                         **_set({"volume_format": volume_format}))
     c = result.counts
-    typer.echo(f"{c['instances']} instance(s) from {c['prompts']} prompt(s) and {c['proposals']} proposal(s) "
+    say(f"{c['instances']} instance(s) from {c['prompts']} prompt(s) and {c['proposals']} proposal(s) "
                f"({c['skipped_inside']} inside earlier instances, {c['rejected_size']} rejected by size); "
                f"wrote {len(files)} files to {output}")
 

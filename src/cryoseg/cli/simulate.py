@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from ..errors import InputError
-from .common import check_output_dir
+from .common import check_output_dir, say
 
 
 def parse_numbers(text: str, option: str, count: tuple[int, ...]) -> tuple[float, ...]:
@@ -42,7 +42,8 @@ def simulate_command(
                                 help="Output folder (created; must be empty unless --overwrite)."),
     shape: str | None = typer.Option(None, "--shape", help="Tomogram size in voxels: Z,Y,X."),
     voxel_size: float | None = typer.Option(None, "--voxel-size", help="Å per voxel."),
-    particles: int | None = typer.Option(None, "--particles", help="Total particles, split evenly over the classes."),
+    particles: int | None = typer.Option(None, "--particles", help="Total particles, split evenly over the classes "
+                                         "(default 30; fewer in a volume smaller than 128³)."),
     density: float | None = typer.Option(None, "--density",
                                          help="Particles per µm³ per class (instead of --particles)."),
     templates: list[str] | None = typer.Option(
@@ -56,8 +57,10 @@ def simulate_command(
     tilt_step: float | None = typer.Option(None, "--tilt-step", help="Tilt increment in degrees."),
     defocus: float | None = typer.Option(None, "--defocus", help="Defocus in µm (positive = underfocus)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed; the same seed gives the same tomogram."),
-    vesicles: int | None = typer.Option(None, "--vesicles", help="Number of vesicles."),
-    filaments: int | None = typer.Option(None, "--filaments", help="Number of filaments."),
+    vesicles: int | None = typer.Option(None, "--vesicles", help="Number of vesicles (default 2; fewer or none in "
+                                        "a volume smaller than 128³)."),
+    filaments: int | None = typer.Option(None, "--filaments", help="Number of filaments (default 1; none in a "
+                                         "volume smaller than 128³ where it would crowd the particles)."),
     no_ctf: bool = typer.Option(False, "--no-ctf", help="No contrast transfer function."),
     no_noise: bool = typer.Option(False, "--no-noise", help="No noise."),
     threads: int | None = typer.Option(None, "--threads", help="Worker threads (default: all cores)."),
@@ -90,10 +93,10 @@ def simulate_command(
     result = simulate(config)
     paths = result.save(output)
     counts = ", ".join(f"{t['count']} {t['name']}" for t in result.info["templates"])
-    typer.echo(f"simulated {'×'.join(map(str, config.shape))} voxels at {config.voxel_size:g} Å: {counts}, "
-               f"{len(result.info['vesicles'])} vesicles, {len(result.info['filaments'])} filaments")
+    say(f"simulated {'×'.join(map(str, config.shape))} voxels at {config.voxel_size:g} Å: {counts}, "
+        f"{len(result.info['vesicles'])} vesicles, {len(result.info['filaments'])} filaments")
     for path in paths.values():
-        typer.echo(f"  {path}")
+        say(f"  {path}")
 
 
 def register(app: typer.Typer) -> None:

@@ -172,12 +172,29 @@ def read_volume(
         a `Volume` with data of shape (Z, Y, X). A voxel size the file does not give is stored as 0, so
         `Volume.require_voxel_size()` fails until one is set.
     """
+    if nan_policy not in ("raise", "clean"):
+        raise InputError(f"nan_policy must be 'raise' or 'clean', got {nan_policy!r}")
+    volume = read_volume_geometry(path, voxel_size=voxel_size, permissive=permissive, mmap=mmap)
+    volume.data = _handle_nonfinite(volume.data, volume.source, nan_policy)
+    return volume
+
+
+def read_volume_geometry(
+    path: str | Path,
+    voxel_size: VoxelSizeLike | None = None,
+    permissive: bool = False,
+    mmap: bool = True,
+) -> Volume:
+    """Read a volume as `read_volume` does but without looking at its values (no NaN/Inf check), for callers
+    that need only its shape, voxel size and origin, e.g. to convert coordinates. Arguments as `read_volume`.
+
+    Returns:
+        a `Volume` with data of shape (Z, Y, X) (memory-mapped where the format allows), which may hold NaN/Inf.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     fmt = volume_format(path)
-    if nan_policy not in ("raise", "clean"):
-        raise InputError(f"nan_policy must be 'raise' or 'clean', got {nan_policy!r}")
     override = _voxel_size_override(voxel_size)
     if fmt == "omezarr":
         from .omezarr import read_omezarr
@@ -199,7 +216,6 @@ def read_volume(
     if data.ndim != 3:
         raise InputError(f"{path}: expected a 3D volume (z, y, x), got an array of shape {tuple(data.shape)}")
     register_input(path)
-    data = _handle_nonfinite(data, path, nan_policy)
     return Volume(data, voxel_size=override or vs, origin=origin, source=path)
 
 

@@ -12,6 +12,11 @@ from ..errors import InputError
 
 # Built-in procedural shapes need no files, so the default run works on a fresh machine.
 DEFAULT_TEMPLATES: tuple[str, ...] = ("ribosome", "shell", "dumbbell")
+# Counts used where `particles`, `vesicles` or `filaments` is None, for the default 128³ tomogram. A smaller
+# volume gets proportionally fewer (see `SimulationConfig.default_counts`), so a small `shape` works with
+# the defaults; a larger one keeps these counts.
+REFERENCE_SHAPE: tuple[int, int, int] = (128, 128, 128)
+REFERENCE_COUNTS: dict[str, int] = {"particles": 30, "vesicles": 2, "filaments": 1}
 
 
 @dataclass
@@ -24,20 +29,23 @@ class SimulationConfig:
         seed: random seed; the same config and seed give a bit-identical result.
         templates: particle classes, in label order (label 2 is the first): built-in shape names
             ("ribosome", "shell", "dumbbell", "rod", "globule"), MRC density maps, or folders of maps.
-        particles: total number of particles, split as evenly as possible over the classes.
+        particles: total number of particles, split as evenly as possible over the classes. None: 30, fewer
+            for a volume smaller than 128³ (see `default_counts`).
         particles_per_class: number per class (one entry per class); overrides `particles`.
         density: particles per µm³ per class; overrides `particles` (not together with `particles_per_class`).
         template_voxel_size: Å per voxel of the MRC templates, replacing their header value.
         mask_threshold: a particle's label mask is its density above this fraction of the template maximum
             (cavities inside closed, so the centre belongs to the particle).
-        vesicles: number of vesicles (lipid bilayer spheres and ellipsoids).
+        vesicles: number of vesicles (lipid bilayer spheres and ellipsoids). None: 2, fewer (or none) for a
+            volume smaller than 128³, so that everything fits.
         vesicle_radius: (min, max) vesicle radius in Å (the largest semi-axis for ellipsoids).
         ellipsoid_fraction: fraction of vesicles that are ellipsoids rather than spheres.
         max_elongation: largest semi-axis ratio of an ellipsoidal vesicle.
         bilayer_thickness: distance between the two leaflets' head-group peaks, Å.
         leaflet_sigma: Gaussian width of each leaflet's density peak, Å.
         membrane_contrast: peak density of a leaflet relative to protein (protein is 1).
-        filaments: number of straight filaments (tubes) crossing the volume.
+        filaments: number of straight filaments (tubes) crossing the volume. None: 1, or none for a volume
+            much smaller than 128³, so that everything fits.
         filament_radius: outer radius of a filament, Å.
         filament_wall: wall thickness of a filament, Å; at least the radius gives a solid rod.
         tilt_range: (first, last) tilt angle in degrees about the y axis.
@@ -61,19 +69,19 @@ class SimulationConfig:
     voxel_size: float = 10.0
     seed: int = 0
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
-    particles: int = 30
+    particles: int | None = None
     particles_per_class: tuple[int, ...] | None = None
     density: float | None = None
     template_voxel_size: float | None = None
     mask_threshold: float = 0.3
-    vesicles: int = 2
+    vesicles: int | None = None
     vesicle_radius: tuple[float, float] = (150.0, 280.0)
     ellipsoid_fraction: float = 0.5
     max_elongation: float = 1.4
     bilayer_thickness: float = 38.0
     leaflet_sigma: float = 6.0
     membrane_contrast: float = 1.0
-    filaments: int = 1
+    filaments: int | None = None
     filament_radius: float = 125.0
     filament_wall: float = 45.0
     tilt_range: tuple[float, float] = (-60.0, 60.0)
@@ -108,7 +116,7 @@ class SimulationConfig:
             raise InputError(f"seed must be a non-negative integer, got {self.seed}")
         if not self.templates:
             raise InputError("at least one particle template (class) is needed")
-        if self.particles < 0:
+        if self.particles is not None and self.particles < 0:
             raise InputError(f"particles must be zero or more, got {self.particles}")
         if self.particles_per_class is not None:
             if self.density is not None:
@@ -123,7 +131,7 @@ class SimulationConfig:
             raise InputError(f"mask_threshold must lie between 0 and 1 (a fraction of the maximum), got "
                              f"{self.mask_threshold}")
         for name in ("vesicles", "filaments"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise InputError(f"{name} must be zero or more, got {getattr(self, name)}")
         lo, hi = self.vesicle_radius
         if not 0 < lo <= hi:
@@ -162,6 +170,32 @@ class SimulationConfig:
         n = int(math.floor((last - first) / self.tilt_step + 1e-6)) + 1
         return first + self.tilt_step * np.arange(n, dtype=np.float64)
 
+    def default_counts(self) -> dict[str, int]:
+        """Particles, vesicles and filaments for the fields left None, in proportion to the volume.
+
+        From 128³ voxels up these are REFERENCE_COUNTS (30, 2, 1). A smaller volume keeps the default
+        tomogram's crowding: particles and vesicles scale with the volume (at least one particle), filaments
+        with the volume over their length (the in-plane diagonal). `simulate` may raise default particles to one
+        per class and drop default vesicles and filaments further, so that everything fits (see
+        `scene.resolve_counts`).
+        """
+        ref = np.asarray(REFERENCE_SHAPE, dtype=np.float64)
+        shape = np.asarray(self.shape, dtype=np.float64)
+        volume = float(np.prod(shape) / np.prod(ref))
+        length = float(np.linalg.norm(shape[1:]) / np.linalg.norm(ref[1:]))
+        if volume >= 1.0:
+            scale = dict.fromkeys(REFERENCE_COUNTS, 1.0)
+        else:
+            scale = {"particles": volume, "vesicles": volume, "filaments": min(1.0, volume / length)}
+        out = {}
+        for name, reference in REFERENCE_COUNTS.items():
+            value = getattr(self, name)
+            if value is None:
+                value = math.floor(reference * scale[name] + 0.5)  # round half up
+                value = max(value, 1) if name == "particles" else value
+            out[name] = int(value)
+        return out
+
     def class_counts(self, n_classes: int) -> list[int]:
         """Particles per class for `n_classes` classes, from `particles_per_class`, `density` or `particles`."""
         if self.particles_per_class is not None:
@@ -172,7 +206,8 @@ class SimulationConfig:
         if self.density is not None:
             volume_um3 = math.prod(self.shape) * (self.voxel_size * 1e-4) ** 3
             return [int(round(self.density * volume_um3))] * n_classes
-        base, extra = divmod(self.particles, n_classes)
+        total = self.particles if self.particles is not None else self.default_counts()["particles"]
+        base, extra = divmod(total, n_classes)
         return [base + (1 if i < extra else 0) for i in range(n_classes)]
 
 

@@ -6,7 +6,6 @@ label and instance id where the structure is.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 
@@ -15,8 +14,6 @@ import numpy as np
 from ..errors import InputError
 from .config import SimulationConfig
 from .rotation import random_rotations, zyx_matrix
-
-logger = logging.getLogger(__name__)
 
 MEMBRANE_LABEL = 1
 
@@ -70,7 +67,8 @@ class BilayerProfile:
 
 
 def vesicle_radius_range(config: SimulationConfig, profile: BilayerProfile) -> tuple[float, float]:
-    """(min, max) vesicle radius in voxels: `config.vesicle_radius`, capped so a vesicle fits the volume.
+    """(min, max) vesicle radius in voxels: `config.vesicle_radius`, capped so a vesicle fits the volume
+    (`build_scene` logs the capping).
 
     Raises:
         InputError: not even a vesicle of 4 voxels radius fits.
@@ -79,10 +77,7 @@ def vesicle_radius_range(config: SimulationConfig, profile: BilayerProfile) -> t
     lo, hi = (r / config.voxel_size for r in config.vesicle_radius)
     if fit < 4.0:
         raise InputError(f"no vesicle fits in a volume of shape {config.shape}; "
-                         "ask for --vesicles 0 or a larger volume")
-    if hi > fit:
-        logger.warning("vesicle radius capped at %.0f Å (asked up to %.0f Å) to fit a volume of shape %s",
-                       fit * config.voxel_size, hi * config.voxel_size, config.shape)
+                         "ask for no vesicles (--vesicles 0) or a larger volume")
     return min(lo, fit), min(hi, fit)
 
 

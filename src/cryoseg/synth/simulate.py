@@ -21,7 +21,7 @@ from .parallel import available_threads
 from .reconstruct import weighted_back_projection
 from .render import render_particles
 from .rotation import matrices_to_euler
-from .scene import build_scene
+from .scene import build_scene, resolve_counts
 from .templates import load_templates
 from .tilt import detector_width, footprints, project
 
@@ -45,7 +45,7 @@ class Simulation:
         instances: (Z, Y, X) int32: particles 1..N (row i of `particles` is i + 1), then vesicles, then filaments.
         particles: centres (z, y, x voxels), classes (label ids), instance ids, orientations (RELION rot, tilt,
             psi: template-to-particle), class_names.
-        config: the parameters used.
+        config: the parameters used, with the particle, vesicle and filament counts that defaults (None) became.
         density: (Z, Y, X) float32 noiseless density before imaging (protein 1, water 0).
         label_names: label id -> name for every id in `labels`.
         tilt_angles: (n,) tilt angles in degrees.
@@ -68,13 +68,16 @@ class Simulation:
         Template maps the simulation read are never overwritten. Returns the path of each file by key
         (tomogram, labels, instances, particles_csv, particles_star, record).
         """
+        from ..io.atomic import check_not_input
         from ..io.coords import write_particles
         from ..io.record import write_record
         from ..io.volumes import write_volume
 
         outdir = Path(outdir)
-        outdir.mkdir(parents=True, exist_ok=True)
         inputs = [t["source"] for t in self.info.get("templates", []) if not t["source"].startswith("builtin:")]
+        for name in FILES.values():  # refuse before writing anything, so a refusal leaves no partial set
+            check_not_input(outdir / name, inputs)
+        outdir.mkdir(parents=True, exist_ok=True)
         paths: dict[str, Path] = {}
         for key in ("tomogram", "labels", "instances"):
             paths[key] = write_volume(getattr(self, key), outdir / FILES[key], inputs=inputs)
@@ -108,7 +111,8 @@ def simulate(config: SimulationConfig | None = None) -> Simulation:
     with timer("templates"):
         templates = load_templates(config.templates, config.voxel_size, config.mask_threshold,
                                    config.template_voxel_size)
-        counts = config.class_counts(len(templates))
+    config = resolve_counts(config, templates)  # default counts fitted to the volume; recorded as used
+    counts = config.class_counts(len(templates))
     with timer("placement"):
         scene = build_scene(config, templates, counts, rngs)
 

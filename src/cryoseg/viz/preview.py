@@ -287,6 +287,32 @@ def _draw_text(draw: Any, panels: dict[str, Panel], point: tuple[int, int, int],
         draw.text((cfg.gap, 4), title, fill=(255, 255, 255, 255), font=_font(16))
 
 
+_LINE = 16  # pixels per text line of the 13-pixel font
+
+
+def _draw_legend(draw: Any, panels: dict[str, Panel], ids: np.ndarray, width: int) -> None:
+    """A colour swatch and the id of each label shown, in the panel below the info text, as far as it fits."""
+    left = panels["x"].left + 4
+    top = panels["y"].top + 3 + 3 * _LINE + 6  # below the three info lines
+    bottom = panels["y"].top + panels["y"].height
+    rows = (bottom - top) // _LINE - 1  # one line for the heading
+    if ids.size == 0 or rows < 1 or width - left < 60:
+        return
+    small = _font(13)
+    draw.text((left, top), "labels", fill=(200, 200, 200, 255), font=small)
+    columns = max(1, (width - left) // 60)
+    shown = ids if ids.size <= rows * columns else ids[: rows * columns - 1]
+    for k, label in enumerate(shown.tolist()):
+        x = left + (k // rows) * 60
+        y = top + _LINE * (1 + k % rows)
+        draw.rectangle([x, y + 2, x + 11, y + 13], fill=label_colour(label) + (255,))
+        draw.text((x + 16, y), str(label), fill=(200, 200, 200, 255), font=small)
+    if shown.size < ids.size:
+        k = shown.size
+        draw.text((left + (k // rows) * 60, top + _LINE * (1 + k % rows)), f"+{ids.size - k} more",
+                  fill=(200, 200, 200, 255), font=small)
+
+
 def render_preview(volume: np.ndarray | Volume, point: Any = None, labels: np.ndarray | Volume | None = None,
                    picks: Particles | np.ndarray | None = None, title: str | None = None,
                    pick_radius: float | None = None, config: PreviewConfig = _DEFAULTS) -> RenderedPreview:
@@ -332,6 +358,10 @@ def render_preview(volume: np.ndarray | Volume, point: Any = None, labels: np.nd
         n = _draw_picks(layer, panels, parts, pt, vs, radius)
         log.debug("drew %d pick circles", n)
     _draw_text(draw, panels, pt, shape, vs, title, width, config)
+    if label_planes:
+        shown = np.unique(np.concatenate([np.rint(np.nan_to_num(p.astype(np.float64))).astype(np.int64).ravel()
+                                          for p in label_planes.values()]))
+        _draw_legend(draw, panels, shown[shown != 0], width)
     image = Image.alpha_composite(image, layer).convert("RGB")
     return RenderedPreview(np.asarray(image), panels, pt)
 
@@ -348,7 +378,7 @@ def save_preview(volume: np.ndarray | Volume, path: str | Path, point: Any = Non
         point: (z, y, x) in voxels where the planes cross; default the centre. Rounded to the
             nearest voxel; outside the volume is an error.
         labels: (Z, Y, X) label ids or boolean mask (class or instance), or a `Volume`; every
-            non-zero id gets its own translucent colour.
+            non-zero id gets its own translucent colour, listed in a legend beside the info text.
         picks: `Particles` or (N, 3) z, y, x voxel coordinates; drawn as circles on the planes they
             lie near (coloured by class when `picks.classes` is set).
         title: text drawn above the panels.
