@@ -86,13 +86,17 @@ def test_segmenter_loads_from_folder_and_predicts(name, folders, image):
 
 
 @pytest.mark.parametrize("name", SEGMENTERS)
-def test_batched_decoding_equals_one_prompt_at_a_time(name, image):
+def test_batched_decoding_equals_one_prompt_at_a_time(name, image, monkeypatch):
     seg = load_segmenter(name)
     emb = seg.embed(image)
     points, labels = _prompts()
     boxes = np.array([[5.0, 20.0, 30.0, 60.0], [0.0, 0.0, 44.0, 69.0], [10.0, 10.0, 12.0, 40.0]])
     prior = np.random.default_rng(1).normal(size=(3, *seg.low_res)).astype(np.float32)
+    calls = []
+    forward = seg.model.forward
+    monkeypatch.setattr(seg.model, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
     batched = seg.predict(emb, points, labels, boxes=boxes, mask_logits=prior, multimask=True)
+    assert len(calls) == 1  # the three prompts went through the decoder together
     for i in range(3):
         single = seg.predict(emb, points[i:i + 1], labels[i:i + 1], boxes=boxes[i:i + 1],
                              mask_logits=prior[i:i + 1], multimask=True)
@@ -183,6 +187,46 @@ def test_low_res_mask_maps_back_to_the_slice(name, image, monkeypatch):
     assert pred.iou_scores[0, 0] == pytest.approx(0.9)
 
 
+def test_inference_runs_in_inference_mode(image, monkeypatch):
+    """embed, predict and extract call the network under torch.inference_mode (no autograd bookkeeping)."""
+    seen = []
+
+    def spy_on(obj, attr):
+        inner = getattr(obj, attr)
+        monkeypatch.setattr(obj, attr, lambda *a, **k: seen.append(torch.is_inference_mode_enabled()) or inner(*a, **k))
+
+    seg = load_segmenter("tiny-sam-hq")
+    spy_on(seg.model, "get_image_embeddings")
+    spy_on(seg.model, "forward")
+    seg.predict(seg.embed(image), np.array([[[4.0, 4.0]]]), np.array([[1]]))
+    ext = load_feature_extractor("tiny-dinov2-reg", batch_size=1)
+    spy_on(ext.model, "forward")
+    ext.extract(np.stack([image, image]))
+    assert seen == [True] * 4 and not torch.is_inference_mode_enabled()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_paths_mix_dtypes_correctly(dtype, image):
+    """The GPU half-precision path, run on the CPU by building the wrappers directly (the loaders refuse half
+    precision on a CPU): prompts, priors, cached arrays and MAE's noise must meet the model in its dtype."""
+    from cryoseg.models.hf_features import HFFeatureExtractor
+    from cryoseg.models.hf_segmenters import HFPromptableSegmenter
+
+    for name, family in (("tiny-sam", "sam"), ("tiny-sam-hq", "sam-hq"), ("tiny-sam2", "sam2")):
+        seg = HFPromptableSegmenter(build_tiny_model(name).to(dtype), family, name, "test")
+        emb = seg.embedding_from_arrays(seg.embedding_arrays(seg.embed(image)), (H, W))
+        points, labels = _prompts()
+        boxes = np.array([[5.0, 20.0, 30.0, 60.0], [0.0, 0.0, 44.0, 69.0], [10.0, 10.0, 12.0, 40.0]])
+        first = seg.predict(emb, points, labels, boxes=boxes, multimask=True)
+        again = seg.predict(emb, points, labels, mask_logits=first.logits[:, 0])
+        assert first.logits.dtype == np.float32 and np.isfinite(again.logits).all(), name
+        assert seg.signature()["dtype"] == str(dtype).removeprefix("torch.")
+    for name, family in (("tiny-mae", "mae"), ("tiny-dinov2-reg", "dinov2-reg")):
+        ext = HFFeatureExtractor(build_tiny_model(name).to(dtype), family, name, "test", 64)
+        fm = ext.extract(np.stack([image, image]))
+        assert fm.features.dtype == np.float32 and np.isfinite(fm.features).all(), name
+
+
 def test_predict_with_no_prompts_returns_empty_arrays(image):
     seg = load_segmenter("tiny-sam")
     pred = seg.predict(seg.embed(image), np.zeros((0, 1, 2)), np.zeros((0, 1), int), multimask=True)
@@ -268,6 +312,21 @@ def test_mae_keeps_every_patch_in_order(image, monkeypatch):
 
     monkeypatch.setattr(ext.model, "forward", fake)
     np.testing.assert_array_equal(ext.extract(image).features[0, 0], np.arange(n).reshape(5, 8))
+
+
+@pytest.mark.parametrize("name", ["tiny-dinov2", "tiny-sam-encoder"])
+def test_cell_centres_are_the_patch_centres_mapped_back_to_pixels(name, image):
+    ext = load_feature_extractor(name)
+    fm = ext.extract(image)
+    geom = ext.geometry((H, W))
+    cy, cx = fm.cell_centers()
+    h, w = fm.features.shape[2:]
+    assert (len(cy), len(cx)) == (h, w)
+    n = max(h, w)
+    centre = (np.arange(n) + 0.5) * ext.patch_size - 0.5  # patch centres in the model frame
+    back = geom.points_from_model(np.stack([centre, centre], axis=-1))  # (x, y) in -> (y, x) out
+    np.testing.assert_allclose(cy, back[:h, 0], atol=1e-9)
+    np.testing.assert_allclose(cx, back[:w, 1], atol=1e-9)
 
 
 def test_sam_encoder_crops_the_padding(image):

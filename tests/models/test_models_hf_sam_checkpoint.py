@@ -172,6 +172,26 @@ def test_tiny_original_checkpoint_loads_strictly_and_lands_in_the_right_paramete
         HYPER + "layers.1.weight": HYPER + "layers.0.weight",
         HYPER + "layers.2.bias": HYPER + "proj_out.bias",
         "mask_decoder.iou_prediction_head.layers.2.weight": "mask_decoder.iou_prediction_head.proj_out.weight",
+        # tensors of equal shape that a mix-up would swap without any shape error
+        "image_encoder.blocks.0.norm1.weight": "vision_encoder.layers.0.layer_norm1.weight",
+        "image_encoder.blocks.0.attn.rel_pos_h": "vision_encoder.layers.0.attn.rel_pos_h",
+        "prompt_encoder.point_embeddings.0.weight": "prompt_encoder.point_embed.0.weight",
+        "prompt_encoder.point_embeddings.1.weight": "prompt_encoder.point_embed.1.weight",
+        "mask_decoder.iou_token.weight": "mask_decoder.iou_token.weight",
+        "mask_decoder.transformer.layers.0.norm1.weight": "mask_decoder.transformer.layers.0.layer_norm1.weight",
+        "mask_decoder.transformer.layers.0.norm2.bias": "mask_decoder.transformer.layers.0.layer_norm2.bias",
+        "mask_decoder.transformer.layers.0.norm4.weight": "mask_decoder.transformer.layers.0.layer_norm4.weight",
+        "mask_decoder.transformer.layers.0.self_attn.q_proj.weight":
+            "mask_decoder.transformer.layers.0.self_attn.q_proj.weight",
+        "mask_decoder.transformer.layers.0.self_attn.v_proj.weight":
+            "mask_decoder.transformer.layers.0.self_attn.v_proj.weight",
+        "mask_decoder.transformer.layers.1.cross_attn_token_to_image.k_proj.bias":
+            "mask_decoder.transformer.layers.1.cross_attn_token_to_image.k_proj.bias",
+        "mask_decoder.output_hypernetworks_mlps.0.layers.1.bias": "mask_decoder.output_hypernetworks_mlps.0.layers.0.bias",
+        "mask_decoder.output_hypernetworks_mlps.3.layers.2.weight":
+            "mask_decoder.output_hypernetworks_mlps.3.proj_out.weight",
+        "mask_decoder.iou_prediction_head.layers.0.weight": "mask_decoder.iou_prediction_head.proj_in.weight",
+        "mask_decoder.iou_prediction_head.layers.1.weight": "mask_decoder.iou_prediction_head.layers.0.weight",
     }
     for original, hf in expected_pairs.items():
         torch.testing.assert_close(params[hf], state[original], msg=f"{original} did not land in {hf}")

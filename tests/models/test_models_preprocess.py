@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cryoseg.errors import InputError
@@ -166,6 +166,28 @@ def test_bright_block_lands_where_points_map(H, W, layout, data):
     # padding stays exactly zero
     if g.resized != g.frame:
         assert float(px[0, :, g.resized[0]:, :].abs().sum() + px[0, :, :, g.resized[1]:].abs().sum()) == 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(shapes, st.sampled_from(["longest", "stretch", "patch"]))
+@example((300, 1), "longest")  # a one-pixel-wide output: torch's antialiased resize gets it wrong untransposed
+def test_image_content_lands_exactly_where_points_map(shape, layout):
+    """Resample a y ramp and an x ramp (value = the pixel's own coordinate) into the frame: away from the
+    edges (where resampling clamps) each frame pixel holds the slice coordinate that `points_from_model`
+    gives for it. This ties the image resize to the prompt mapping to a tenth of a pixel (e.g. an
+    align_corners=True resize, or content placed anywhere but the top-left, is off by up to several pixels)."""
+    H, W = shape
+    g = patch_geometry(shape, 64, 8) if layout == "patch" else _geometry(shape, layout, 64)
+    yy, xx = np.mgrid[:H, :W].astype(np.float32)
+    px = to_model_input(np.stack([yy, xx]), g, mean=(0, 0, 0), std=(1, 1, 1))[:, 0].numpy()
+    rows, cols = np.mgrid[: g.resized[0], : g.resized[1]]
+    src = g.points_from_model(np.stack([cols, rows], axis=-1).astype(np.float64))  # (h, w, 2) y, x
+    for axis, n in ((0, H), (1, W)):
+        margin = 1 / g.scale[axis] + 1  # the antialiasing filter's reach, in slice pixels
+        inner = (src[..., axis] > margin) & (src[..., axis] < n - 1 - margin)
+        if inner.any():
+            got = px[axis, : g.resized[0], : g.resized[1]][inner]
+            np.testing.assert_allclose(got, src[..., axis][inner], atol=0.1)
 
 
 def test_to_model_input_normalises_grey_to_three_channels():

@@ -82,6 +82,29 @@ def test_registry_contents():
     assert set(model_names("segmenter")).isdisjoint(model_names("features"))
 
 
+def test_spec_numbers_match_the_models_they_describe():
+    """input size, patch size and feature dimension of the built-in specs are those of the models themselves."""
+    from cryoseg.models.classical import ClassicalSegmenter
+    from cryoseg.models.filterbank import FilterBankConfig
+
+    default = FilterBankConfig()
+    fb = get_spec("filterbank")
+    assert (fb.patch_size, fb.feature_dim) == (default.stride, default.n_channels)
+    emb = ClassicalSegmenter().embed(np.zeros((6, 9), np.float32))
+    assert get_spec("classical").feature_dim == len(emb.data) and get_spec("classical").patch_size == 1
+    image = np.random.default_rng(0).random((64, 64))
+    for name in TINY_CONFIGS:
+        spec = get_spec(name)
+        if spec.kind == "features":
+            fm = load_feature_extractor(name).extract(image)
+            assert fm.features.shape[1:] == (spec.feature_dim, 64 // spec.patch_size, 64 // spec.patch_size), name
+        else:
+            seg = load_segmenter(name)
+            assert seg.input_size == spec.input_size, name
+            grid = seg.embedding_arrays(seg.embed(image))["image_embeddings"].shape
+            assert grid == (1, spec.feature_dim, 64 // spec.patch_size, 64 // spec.patch_size), name
+
+
 def test_unknown_name_lists_close_names():
     with pytest.raises(UnknownModelError) as info:
         get_spec("sam-vit-bb")
@@ -111,8 +134,13 @@ def test_weight_free_defaults_are_registered_and_lazy():
 def test_import_does_not_pull_torch():
     code = ("import sys; import cryoseg.models, cryoseg.cli.models; "
             "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+    # the whole CLI, as `cryoseg --help` and `cryoseg models` run it
+    code = ("import sys; from cryoseg.cli.main import main; rc = main(['--help']); rc |= main(['models']); "
+            "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; print(bad); sys.exit(1 if bad or rc else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
 
 
 # --- finding weights --------------------------------------------------------------------------------------------
@@ -158,6 +186,53 @@ def test_model_found_in_the_hub_cache_by_default(env):
     assert not status["sam-vit-l"].present
     # the same snapshot by explicit hub id
     assert load_segmenter("tiny-sam", weights="facebook/sam-vit-base").signature()["weights"] == f"sha256:{sha}"
+
+
+@pytest.fixture()
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails the test."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_hub_cache_under_hf_home_is_found_and_absent_models_fail_fast(tmp_path, monkeypatch, no_network):
+    """The standard cache layout under $HF_HOME/hub (no HF_HUB_CACHE set), offline or not, never the network."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("CRYOSEG_HOME", str(tmp_path / "home"))
+    snap = make_hub_snapshot(tmp_path / "hf" / "hub", "facebook/dinov2-small", build_tiny_model("tiny-dinov2", seed=5))
+    ext = load_feature_extractor("dinov2-vits14")
+    # the registry's input size (518, rounded down to the stand-in's whole 8-pixel patches) and the folder's weights
+    assert ext.extract(np.random.default_rng(0).random((40, 24))).features.shape == (1, 32, 64, 38)
+    sha = hashlib.sha256((snap / "model.safetensors").read_bytes()).hexdigest()
+    assert ext.signature()["weights"] == f"sha256:{sha}"
+    status = {s.spec.name: s for s in list_models()}
+    assert status["dinov2-vits14"].present and str(snap) in status["dinov2-vits14"].where
+    assert not status["dinov2-vitb14"].present
+    assert str(tmp_path / "hf" / "hub" / "models--facebook--dinov2-base") in status["dinov2-vitb14"].where
+    for offline in ("0", "1"):
+        monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+        with pytest.raises(WeightsNotFoundError, match="dinov2-vitb14.*models--facebook--dinov2-base.*hf download"):
+            load_feature_extractor("dinov2-vitb14")
+    # a refs/main pointing at a missing snapshot is not a model
+    (snap.parent.parent / "refs" / "main").write_text("f" * 40)
+    with pytest.raises(WeightsNotFoundError, match="dinov2-vits14"):
+        load_feature_extractor("dinov2-vits14")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError, match="HF_HUB_OFFLINE is set"):
+        load_feature_extractor("dinov2-vits14", download=True)
+
+
+def test_messages_for_models_without_a_hub_id_read_well(env):
+    with pytest.raises(WeightsNotFoundError) as info:
+        load_segmenter("tiny-sam", weights=env / "nowhere")
+    assert "to get them: pass weights=<folder|file.pth|hub id>" in str(info.value)
 
 
 def test_original_checkpoint_in_the_default_folder(env):

@@ -11,7 +11,7 @@ are taken after the CLS and register tokens, in row-major order.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from .base import FeatureExtractor, FeatureMap
 from .device import dtype_name
 from .preprocess import DEFAULT_PERCENTILES, IMAGENET_MEAN, IMAGENET_STD, Geometry, normalize_intensity, \
     patch_geometry, to_model_input
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 logger = logging.getLogger(__name__)
 

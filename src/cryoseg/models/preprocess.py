@@ -168,8 +168,14 @@ def to_model_input(
     x = torch.from_numpy(np.ascontiguousarray(arr)).to(device=device, dtype=torch.float32)[:, None]
     if geometry.resized != geometry.original:
         down = geometry.resized[0] < geometry.original[0] or geometry.resized[1] < geometry.original[1]
+        # torch's antialiased bilinear resize to a one-pixel-wide output fills the whole column with one value
+        # (seen with torch 2.13 on the CPU); the resize is separable, so resizing the transposed image is the same
+        flip = down and geometry.resized[1] == 1 and geometry.resized[0] > 1
+        size = geometry.resized[::-1] if flip else geometry.resized
         # antialias only when shrinking: it low-pass filters so thin membranes do not alias away
-        x = F.interpolate(x, size=geometry.resized, mode="bilinear", align_corners=False, antialias=down)
+        x = x.transpose(-1, -2) if flip else x
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=down)
+        x = x.transpose(-1, -2) if flip else x
     m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     x = (x.expand(-1, 3, -1, -1) - m) / s

@@ -44,8 +44,10 @@ class ModelSpec:
         hf_class: transformers class name (None for weight-free backends).
         hub_id: Hugging Face hub id of the weights (None if none).
         original_checkpoint: file name of Meta's original checkpoint (SAM only), else None.
-        input_size: model input side in pixels (longest side after resizing).
-        patch_size: pixels per feature cell / embedding cell in the model frame.
+        input_size: model input side in pixels (longest side after resizing); 0 for weight-free backends,
+            which work on the slice at its own resolution.
+        patch_size: pixels per feature cell / embedding cell in the model frame (weight-free: in slice pixels,
+            with the backend's default config).
         feature_dim: channels of the features (extractors) or of the image embedding (segmenters).
         licence: licence of the weights.
         builtin: weights need no download (tiny seeded configs and weight-free backends).
@@ -117,10 +119,11 @@ def _specs() -> list[ModelSpec]:
     specs.append(ModelSpec("sam-vit-b-encoder", "sam-encoder", FEATURES, "SamModel", "facebook/sam-vit-base",
                            sam_files["b"], 1024, 16, 256, "apache-2.0",
                            description="SAM ViT-B image encoder as a feature extractor"))
-    specs.append(ModelSpec("classical", "classical", SEGMENTER, None, None, None, 0, 1, 0, "MIT", builtin=True,
+    # weight-free: the numbers are those of the default configs (ClassicalConfig, FilterBankConfig), checked by tests
+    specs.append(ModelSpec("classical", "classical", SEGMENTER, None, None, None, 0, 1, 1, "MIT", builtin=True,
                            impl="cryoseg.models.classical:ClassicalSegmenter",
                            description="weight-free point-prompted baseline segmenter"))
-    specs.append(ModelSpec("filterbank", "filterbank", FEATURES, None, None, None, 0, 1, 0, "MIT", builtin=True,
+    specs.append(ModelSpec("filterbank", "filterbank", FEATURES, None, None, None, 0, 4, 28, "MIT", builtin=True,
                            impl="cryoseg.models.filterbank:FilterBankExtractor",
                            description="weight-free multi-scale filter-bank features"))
     tiny = [("tiny-sam", "sam", SEGMENTER, "SamModel", 8, 16),

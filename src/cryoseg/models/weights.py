@@ -105,7 +105,7 @@ def find_in_hub_cache(hub_id: str) -> Path | None:
 
     try:
         found = try_to_load_from_cache(hub_id, "config.json", cache_dir=str(hub_cache_dir()))
-    except Exception as exc:  # invalid repo id and the like
+    except ValueError as exc:  # HFValidationError: not a valid repo id, so it cannot be in the cache
         logger.debug("hub cache lookup of %s failed: %s", hub_id, exc)
         return None
     if not isinstance(found, str):
@@ -127,7 +127,7 @@ def how_to_get(spec: ModelSpec) -> str:
     if spec.original_checkpoint:
         url = SAM_CHECKPOINT_URL.format(file=spec.original_checkpoint)
         ways.append(f"put {spec.original_checkpoint} ({url}) in {checkpoint_dir()}")
-    ways.append("or pass weights=<folder|file.pth|hub id>")
+    ways.append(("or " if ways else "") + "pass weights=<folder|file.pth|hub id>")
     return "; ".join(ways)
 
 
