@@ -9,6 +9,7 @@ import pytest
 import zarr
 
 from cryoseg.embed import ViewFeatureStack, extract_view_features, view_slice
+from cryoseg.embed.store import store_path, volume_hash
 from cryoseg.errors import InputError
 from cryoseg.io.volume import Volume
 from cryoseg.models.base import FeatureExtractor, FeatureMap
@@ -41,6 +42,10 @@ def _volume(seed: int = 0) -> np.ndarray:
 def _counting(config: FilterBankConfig = SMALL, **kw) -> Counting:
     return Counting(FilterBankExtractor(config), **kw)
 
+
+
+def _store(cache_dir, vol, kind="features", name="filterbank"):
+    return store_path(cache_dir, kind, name, volume_hash(vol))
 
 def test_views_slice_the_volume_as_documented():
     vol = _volume()
@@ -104,7 +109,7 @@ def test_only_requested_slices_are_computed_then_the_rest(tmp_path):
 def test_store_is_float16_with_one_chunk_per_slice_at_patch_resolution(tmp_path):
     vol = _volume()
     extract_view_features(vol, _counting(), views=("z",), cache_dir=tmp_path, slices=[1, 4])
-    group = zarr.open_group(str(tmp_path / "features-filterbank.zarr"), mode="r")
+    group = zarr.open_group(str(_store(tmp_path, vol)), mode="r")
     arr = group["z"]["data"]["features"]
     assert arr.dtype == np.float16
     assert arr.shape == (10, SMALL.n_channels, 6, 5)
@@ -115,15 +120,18 @@ def test_store_is_float16_with_one_chunk_per_slice_at_patch_resolution(tmp_path)
     assert len(sig["data"]["blake2b"]) == 32 and "cryoseg_version" in sig
 
 
-def test_changed_volume_rebuilds_and_says_why(tmp_path, caplog):
-    extract_view_features(_volume(0), _counting(), views=("z",), cache_dir=tmp_path)
+def test_each_volume_keeps_its_own_store_in_a_shared_cache(tmp_path):
+    first = _volume(0)
     changed = _volume(0)
-    changed[4, 3, 2] += 1.0
-    ex = _counting()
-    with caplog.at_level(logging.WARNING, logger="cryoseg.embed"):
-        extract_view_features(changed, ex, views=("z",), cache_dir=tmp_path)
-    assert ex.n_images == 10
-    assert "data hash differs" in caplog.text
+    changed[4, 3, 2] += 1.0  # one voxel differs: another tomogram
+    for vol in (first, changed):
+        ex = _counting()
+        extract_view_features(vol, ex, views=("z",), cache_dir=tmp_path)
+        assert ex.n_images == 10
+    assert len(list(tmp_path.glob("features-filterbank-*.zarr"))) == 2
+    again = _counting()
+    extract_view_features(first, again, views=("z",), cache_dir=tmp_path)
+    assert again.n_images == 0  # the second tomogram did not evict the first
 
 
 def test_changed_extractor_parameters_rebuild_and_say_which(tmp_path, caplog):
@@ -163,7 +171,7 @@ def test_interrupted_run_recomputes_only_unfinished_slices(tmp_path):
 def test_store_without_signature_is_rebuilt(tmp_path, caplog):
     vol = _volume()
     extract_view_features(vol, _counting(), views=("z",), cache_dir=tmp_path, slices=[0])
-    group = zarr.open_group(str(tmp_path / "features-filterbank.zarr"), mode="r+")
+    group = zarr.open_group(str(_store(tmp_path, vol)), mode="r+")
     group.attrs.pop("signature")  # as if the process died right after creating the store
     ex = _counting()
     with caplog.at_level(logging.WARNING, logger="cryoseg.embed"):
@@ -172,11 +180,12 @@ def test_store_without_signature_is_rebuilt(tmp_path, caplog):
 
 
 def test_a_foreign_folder_in_the_stores_place_is_never_deleted(tmp_path):
-    foreign = tmp_path / "features-filterbank.zarr"
+    vol = _volume()
+    foreign = _store(tmp_path, vol)
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     with pytest.raises(InputError, match="not a cryoseg cache"):
-        extract_view_features(_volume(), _counting(), views=("z",), cache_dir=tmp_path)
+        extract_view_features(vol, _counting(), views=("z",), cache_dir=tmp_path)
     assert (foreign / "notes.txt").read_text() == "mine"
 
 

@@ -42,6 +42,12 @@ def _count_calls(monkeypatch, obj, attr: str) -> list[int]:
     return calls
 
 
+
+def _only_store(cache_dir, prefix):
+    """The one store of this kind and model in `cache_dir` (its name ends in the volume's hash)."""
+    (store,) = cache_dir.glob(f"{prefix}-*.zarr")
+    return store
+
 def test_sam2_embeddings_are_reused_from_disk_without_running_the_encoder(tmp_path, monkeypatch):
     vol = _volume()
     first = SliceEmbedder(load_segmenter("tiny-sam2"), vol, cache_dir=tmp_path)
@@ -58,7 +64,7 @@ def test_sam2_embeddings_are_reused_from_disk_without_running_the_encoder(tmp_pa
     np.testing.assert_array_equal(got.logits, expected.logits)  # the first run handed out what was stored
     np.testing.assert_array_equal(got.masks, expected.masks)
 
-    group = zarr.open_group(str(tmp_path / "embeddings-tiny-sam2.zarr"), mode="r")
+    group = zarr.open_group(str(_only_store(tmp_path, "embeddings-tiny-sam2")), mode="r")
     data = group["x"]["data"]
     assert sorted(data.array_keys()) == ["feat_s0", "feat_s1", "image_embeddings"]
     emb = data["image_embeddings"]
@@ -88,7 +94,7 @@ def test_features_are_cached_at_patch_resolution_and_reused(tmp_path, monkeypatc
     first = extract_view_features(vol, ext, views=("z", "y"), cache_dir=tmp_path, slices={"z": [1, 4], "y": [0]})
     # z slices (40, 28): longest side 64 -> 8 x round(44.8 / 8) = 8 x 6 patches of 8 pixels
     assert first["z"].features.shape == (2, 32, 8, 6) and first["z"].stride == pytest.approx((5.0, 28 / 6))
-    arr = zarr.open_group(str(tmp_path / "features-tiny-dinov2.zarr"), mode="r")["z"]["data"]["features"]
+    arr = zarr.open_group(str(_only_store(tmp_path, "features-tiny-dinov2")), mode="r")["z"]["data"]["features"]
     assert arr.shape == (5, 32, 8, 6) and arr.chunks == (1, 32, 8, 6) and arr.dtype == np.float16
 
     again = load_feature_extractor("tiny-dinov2", batch_size=2)

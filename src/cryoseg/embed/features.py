@@ -75,7 +75,7 @@ def extract_view_features(
         extractor: any `FeatureExtractor`.
         views: which views, among "z" (slices volume[i], (Y, X)), "y" (volume[:, i], (Z, X)) and
             "x" (volume[:, :, i], (Z, Y)).
-        cache_dir: folder of the on-disk cache (`features-<extractor>.zarr` inside); None: no cache.
+        cache_dir: folder of the on-disk cache (`features-<extractor>-<data hash>.zarr` inside); None: no cache.
         slices: slice indices to extract, the same for every view, or a mapping view -> indices;
             None: every slice.
         batch_size: slices per `extractor.extract` call.
@@ -93,8 +93,9 @@ def extract_view_features(
         raise InputError(f"no slices of view {empty[0]!r} were asked for")
     store = None
     if cache_dir is not None:
-        path = store_path(cache_dir, "features", extractor.name)
-        signature = make_signature("features", vol, volume_hash(vol), extractor.signature())
+        data_hash = volume_hash(vol)
+        path = store_path(cache_dir, "features", extractor.name, data_hash)
+        signature = make_signature("features", vol, data_hash, extractor.signature())
         store = SliceStore.open(path, signature, {v: view_length(vol.shape, v) for v in ("z", "y", "x")})
     return {v: _extract_view(vol, extractor, v, wanted[v], store, int(batch_size)) for v in views}
 

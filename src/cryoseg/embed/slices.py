@@ -21,7 +21,7 @@ class SliceEmbedder:
     """Hands out `segmenter.embed` results for slices of the z, y and x views of one volume.
 
     Each slice is embedded at most once: results are kept in memory and, with `cache_dir`, in a signed
-    zarr store (`embeddings-<segmenter>.zarr`, float16, one chunk per slice; see `cryoseg.embed.store`),
+    zarr store (`embeddings-<segmenter>-<data hash>.zarr`, float16, one chunk per slice; see `cryoseg.embed.store`),
     so a later run, or another machine given the folder, does no model work for slices already there.
     With a cache, embeddings are float16-rounded (as stored) whether fresh or read back.
 
@@ -56,8 +56,9 @@ class SliceEmbedder:
     def store(self) -> SliceStore | None:
         """The on-disk store, opened (and checked against the current signature) on first use."""
         if self._store is None and self.cache_dir is not None:
-            path = store_path(self.cache_dir, "embeddings", self.segmenter.name)
-            signature = make_signature("embeddings", self.volume, volume_hash(self.volume), self.segmenter.signature())
+            data_hash = volume_hash(self.volume)
+            path = store_path(self.cache_dir, "embeddings", self.segmenter.name, data_hash)
+            signature = make_signature("embeddings", self.volume, data_hash, self.segmenter.signature())
             self._store = SliceStore.open(path, signature, {v: view_length(self.volume.shape, v) for v in VIEWS})
         return self._store
 

@@ -9,9 +9,9 @@ Layout of one store (a zarr v3 group):
 
 Crash safety: the signature is written when the store is created, before any data; a slice's `done`
 flag is written only after all of its arrays, in its own chunk, so an interrupted run leaves slices that
-are simply computed again. A store whose signature differs from the current one (another volume, other
-model parameters or weights, another cryoseg version) is deleted and rebuilt, with a warning saying which
-field differs. Two processes must not write the same store at the same time.
+are simply computed again. Each volume has its own store (its data hash is in the name, see `store_path`);
+a store whose signature differs from the current one (other model parameters or weights, another cryoseg
+version) is deleted and rebuilt, with a warning saying which field differs. Two processes must not write the same store at the same time.
 """
 
 from __future__ import annotations
@@ -103,13 +103,16 @@ def signature_difference(cached: Any, current: dict[str, Any]) -> str | None:
     return "; ".join(reasons) or None
 
 
-def store_path(cache_dir: str | Path, kind: str, model_name: str) -> Path:
-    """`<cache_dir>/<kind>-<model name, made filename-safe>.zarr`."""
+def store_path(cache_dir: str | Path, kind: str, model_name: str, data_hash: str) -> Path:
+    """`<cache_dir>/<kind>-<model name, made filename-safe>-<first 12 hex digits of the data hash>.zarr`.
+
+    The data hash is in the name so that one cache folder serves many tomograms without them evicting each
+    other; a store whose other signature fields (model weights, preprocessing, version) differ is rebuilt."""
     cache_dir = Path(cache_dir)
     if cache_dir.exists() and not cache_dir.is_dir():
         raise InputError(f"cache directory {cache_dir} exists and is not a directory")
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", str(model_name)).strip("._") or "model"
-    return cache_dir / f"{kind}-{safe}.zarr"
+    return cache_dir / f"{kind}-{safe}-{data_hash[:12]}.zarr"
 
 
 def _is_zarr_dir(path: Path) -> bool:
