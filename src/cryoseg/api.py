@@ -47,25 +47,27 @@ def load_tomogram(volume: VolumeLike, voxel_size: float | tuple[float, float, fl
     return Volume(arr, 1.0 if voxel_size is None else voxel_size)
 
 
-def _segmenter(segmenter: str | PromptableSegmenter, weights: Any, device: str | None) -> PromptableSegmenter:
+def _segmenter(segmenter: str | PromptableSegmenter, weights: Any, device: str | None,
+               dtype: str | None) -> PromptableSegmenter:
     if isinstance(segmenter, str):
         from .models.registry import load_segmenter
 
-        return load_segmenter(segmenter, weights=weights, device=device)
+        return load_segmenter(segmenter, weights=weights, device=device, dtype=dtype)
     return segmenter
 
 
-def _extractor(features: str | FeatureExtractor, weights: Any, device: str | None) -> FeatureExtractor:
+def _extractor(features: str | FeatureExtractor, weights: Any, device: str | None, dtype: str | None,
+               batch_size: int | None) -> FeatureExtractor:
     if isinstance(features, str):
         from .models.registry import load_feature_extractor
 
-        return load_feature_extractor(features, weights=weights, device=device)
+        return load_feature_extractor(features, weights=weights, device=device, dtype=dtype, batch_size=batch_size)
     return features
 
 
 def segment(volume: VolumeLike, prompts: Any, negative: Any = None, segmenter: str | PromptableSegmenter = "classical",
-            weights: str | Path | None = None, device: str | None = None, cache_dir: str | Path | None = None,
-            voxel_size: float | tuple[float, float, float] | None = None,
+            weights: str | Path | None = None, device: str | None = None, dtype: str | None = None,
+            cache_dir: str | Path | None = None, voxel_size: float | tuple[float, float, float] | None = None,
             config: SelfPromptConfig | None = None) -> SegmentationResult:
     """Segment the instances under point prompts in 3D (Cross-Plane Self-Prompting).
 
@@ -77,6 +79,7 @@ def segment(volume: VolumeLike, prompts: Any, negative: Any = None, segmenter: s
         segmenter: registry name of the 2D promptable segmenter, or a backend instance.
         weights: weights of the segmenter (folder, hub id or checkpoint), when it needs them.
         device: "cpu", "cuda", "mps" (None: automatic).
+        dtype: model precision, "fp32", "fp16" or "bf16" (half precision on a GPU only; None: fp32).
         cache_dir: embedding cache folder (None: in memory only).
         voxel_size: Å per voxel, overriding the file's header (or for a plain array).
         config: settings (default `SelfPromptConfig()`).
@@ -96,7 +99,7 @@ def segment(volume: VolumeLike, prompts: Any, negative: Any = None, segmenter: s
     negatives = load_prompts(negative, vol, "negative point")
     if not len(points):
         raise InputError("at least one prompt point is needed")
-    model = _segmenter(segmenter, weights, device)
+    model = _segmenter(segmenter, weights, device, dtype)
     log.info("segmenting %d prompt(s) in 3D with '%s'", len(points), getattr(model, "name", type(model).__name__))
     result = segment_instances(vol, model, points, negatives, config, cache_dir=cache_dir)
     log.info("%d instance(s); %d slices embedded, %d decode calls", len(result.kept), result.n_embed, result.n_predict)
@@ -110,7 +113,8 @@ def segment(volume: VolumeLike, prompts: Any, negative: Any = None, segmenter: s
 
 def pick(volume: VolumeLike, prompts: Any, negative: Any = None, segmenter: str | PromptableSegmenter = "classical",
          features: str | FeatureExtractor = "filterbank", weights: str | Path | None = None,
-         feature_weights: str | Path | None = None, device: str | None = None, cache_dir: str | Path | None = None,
+         feature_weights: str | Path | None = None, device: str | None = None, dtype: str | None = None,
+         batch_size: int | None = None, cache_dir: str | Path | None = None,
          voxel_size: float | tuple[float, float, float] | None = None,
          config: PickConfig | None = None) -> PickResult:
     """Segment and pick every instance of the kind the prompts point at (CryoSAM).
@@ -123,6 +127,8 @@ def pick(volume: VolumeLike, prompts: Any, negative: Any = None, segmenter: str 
         features: registry name of the feature extractor, or a backend instance.
         weights: weights of the segmenter; feature_weights: of the feature extractor.
         device: "cpu", "cuda", "mps" (None: automatic).
+        dtype: model precision, "fp32", "fp16" or "bf16" (half precision on a GPU only; None: fp32).
+        batch_size: slices per feature-extractor call (None: the model's default).
         cache_dir: embedding and feature cache folder.
         voxel_size: Å per voxel, overriding the file's header (or for a plain array).
         config: settings (default `PickConfig()`).
@@ -136,6 +142,6 @@ def pick(volume: VolumeLike, prompts: Any, negative: Any = None, segmenter: str 
     vol = load_tomogram(volume, voxel_size)
     points = load_prompts(prompts, vol, "prompt")
     negatives = load_prompts(negative, vol, "negative point")
-    seg_model = _segmenter(segmenter, weights, device)
-    feat_model = _extractor(features, feature_weights, device)
+    seg_model = _segmenter(segmenter, weights, device, dtype)
+    feat_model = _extractor(features, feature_weights, device, dtype, batch_size)
     return pick_instances(vol, seg_model, feat_model, points, negatives, config, cache_dir=cache_dir)

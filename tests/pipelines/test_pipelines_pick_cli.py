@@ -105,3 +105,28 @@ def test_pick_refuses_nan_and_names_the_option(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "NaN" in err and "--nan-policy clean" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_pick_forwards_precision_and_batch_size_to_the_model_loaders(tmp_path, saved, monkeypatch):
+    import cryoseg.models.registry as registry
+
+    seen = {}
+    real_seg, real_feat = registry.load_segmenter, registry.load_feature_extractor
+
+    def seg(name, **kwargs):
+        seen["segmenter"] = kwargs
+        return real_seg(name, weights=kwargs["weights"])
+
+    def feat(name, **kwargs):
+        seen["features"] = kwargs
+        return real_feat(name, weights=kwargs["weights"])
+
+    monkeypatch.setattr(registry, "load_segmenter", seg)
+    monkeypatch.setattr(registry, "load_feature_extractor", feat)
+    sim, files = saved
+    z, y, x = sim.particles.coords[0]
+    code = main(["pick", str(files["tomogram"]), "--prompt", f"{z:.1f},{y:.1f},{x:.1f}", "-o", str(tmp_path / "o"),
+                 "--dtype", "fp32", "--batch-size", "3"])
+    assert code == 0
+    assert seen["segmenter"]["dtype"] == "fp32" and seen["features"]["dtype"] == "fp32"
+    assert seen["features"]["batch_size"] == 3

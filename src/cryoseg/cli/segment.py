@@ -84,6 +84,7 @@ def segment(
     segmenter: str | None = typer.Option(None, "--segmenter", help="2D segmenter model name (see `cryoseg models`)."),
     weights: str | None = typer.Option(None, "--weights", help="Segmenter weights: folder, hub id or checkpoint."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or mps (default: automatic)."),
+    dtype: str | None = typer.Option(None, "--dtype", help="Model precision: fp32 (default), fp16 or bf16 (GPU only)."),
     tau_iou: float | None = typer.Option(None, "--tau-iou", help="Stop propagating below this slice-to-slice IoU."),
     max_slices: int | None = typer.Option(None, "--max-slices", help="Most slices propagated per direction."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Embedding cache folder (reused across runs)."),
@@ -103,7 +104,8 @@ def segment(
     if not len(points):
         raise InputError("give at least one prompt: --prompt z,y,x or --prompts FILE")
     negs = _points(negative, negatives, volume, "--negative", "negative point")
-    kwargs = _set({"segmenter": segmenter, "weights": weights, "device": device, "cache_dir": cache_dir})
+    kwargs = _set({"segmenter": segmenter, "weights": weights, "device": device, "dtype": dtype,
+                   "cache_dir": cache_dir})
     result = api.segment(volume, points, negs, config=_segment_config(tau_iou, max_slices), **kwargs)
     inputs = tuple(p for p in (tomo, prompts, negatives) if p is not None)
     files = result.save(output, inputs=inputs, parameters={"tomogram": str(tomo)},
@@ -124,10 +126,12 @@ def pick(
     weights: str | None = typer.Option(None, "--weights", help="Segmenter weights: folder, hub id or checkpoint."),
     feature_weights: str | None = typer.Option(None, "--feature-weights", help="Feature extractor weights."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or mps (default: automatic)."),
+    dtype: str | None = typer.Option(None, "--dtype", help="Model precision: fp32 (default), fp16 or bf16 (GPU only)."),
     tau_iou: float | None = typer.Option(None, "--tau-iou", help="Stop propagating below this slice-to-slice IoU."),
     max_slices: int | None = typer.Option(None, "--max-slices", help="Most slices propagated per direction."),
     tau_sim: float | None = typer.Option(None, "--tau-sim", help="Similarity a region needs to be searched finer."),
     top_k: int | None = typer.Option(None, "--top-k", help="Most proposals kept from matching."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Slices per feature-extractor call."),
     mode: str | None = typer.Option(None, "--mode", help="Matching: 'hierarchical' (default) or 'naive'."),
     size_ratio: str | None = typer.Option(
         None, "--size-ratio", help="low,high: keep instances whose volume over the prompted ones' is in range."),
@@ -160,7 +164,8 @@ def pick(
         raise InputError("give at least one prompt: --prompt z,y,x or --prompts FILE")
     negs = _points(negative, negatives, volume, "--negative", "negative point")
     kwargs = _set({"segmenter": segmenter, "features": features, "weights": weights,
-                   "feature_weights": feature_weights, "device": device, "cache_dir": cache_dir})
+                   "feature_weights": feature_weights, "device": device, "dtype": dtype,
+                   "batch_size": batch_size, "cache_dir": cache_dir})
     result = api.pick(volume, points, negs, config=config, **kwargs)
     inputs = tuple(p for p in (tomo, prompts, negatives) if p is not None)
     files = result.save(output, inputs=inputs, parameters={"tomogram": str(tomo)},
