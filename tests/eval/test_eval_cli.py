@@ -196,3 +196,29 @@ def test_voxel_size_override_replaces_the_tomogram_header(tmp_path, picks):
                  str(tomo), "--voxel-size", "5", "-o", str(report)]) == 0
     data = json.loads(report.read_text())
     assert data["scores"]["tp"] == 3 and data["parameters"]["voxel_size"] == [5.0, 5.0, 5.0]
+
+
+def test_class_option_scores_a_single_kind_pick_against_that_class(tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    from cryoseg.cli.main import main
+    from cryoseg.io import Particles
+    from cryoseg.io.coords import write_particles
+
+    truth = Particles(np.array([[5, 5, 5], [20, 20, 20], [40, 40, 40.0]]), classes=[2, 2, 3],
+                      class_names={2: "ribosome", 3: "shell"})
+    truth_path = write_particles(truth, tmp_path / "truth.csv")
+    pred_path = write_particles(Particles(np.array([[5, 5, 6], [20, 21, 20.0]]), classes=[1, 1]),
+                                tmp_path / "pred.csv")
+    report = tmp_path / "r.json"
+    assert main(["evaluate", str(pred_path), str(truth_path), "--class", "ribosome", "-o", str(report)]) == 0
+    scores = json.loads(report.read_text())["scores"]
+    assert scores["tp"] == 2 and scores["fp"] == 0 and scores["fn"] == 0
+    assert main(["evaluate", str(pred_path), str(truth_path), "--class", "3", "-o", str(tmp_path / "s.json")]) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["scores"]["tp"] == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(pred_path), str(truth_path), "--class", "ferritin", "-o", str(tmp_path / "x.json")]) == 2
+    assert "classes present: 2 (ribosome), 3 (shell)" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()

@@ -10,7 +10,7 @@ import typer
 
 from ..errors import InputError, UnsupportedFormatError
 
-PICK_OPTIONS = ("--tolerance", "--unit", "--tomogram")
+PICK_OPTIONS = ("--tolerance", "--unit", "--tomogram", "--class")
 VOLUME_OPTIONS = ("--instances", "--iou-threshold")
 
 
@@ -34,10 +34,27 @@ def _kind(path: Path) -> str:
         ) from None
 
 
+def only_class(particles: Any, wanted: str, path: Path) -> Any:
+    """The particles of one class (an id or a class name), with classes dropped, so that the picks of a
+    single-kind picker are scored against that kind alone."""
+    from ..io.particles import Particles
+
+    if particles.classes is None:
+        raise InputError(f"{path} has no class column, so --class {wanted} cannot select from it")
+    by_name = {name: cid for cid, name in particles.class_names.items()}
+    cid = by_name.get(wanted, int(wanted) if wanted.lstrip("-").isdigit() else None)
+    if cid is None or not (particles.classes == cid).any():
+        present = sorted({f"{c} ({particles.class_names.get(c, '-')})" for c in particles.classes.tolist()})
+        raise InputError(f"{path} has no particles of class {wanted!r}; classes present: {', '.join(present)}")
+    keep = particles.subset(particles.classes == cid)
+    return Particles(keep.coords, scores=keep.scores)
+
+
 def _evaluate_picks(pred: Path, truth: Path, voxel_size: Any, tomogram: Path | None,
-                    options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+                    options: dict[str, Any], truth_class: str | None) -> tuple[Any, dict[str, Any]]:
     from ..eval import match_picks
     from ..io.coords import read_particles
+    from ..io.particles import Particles
     from ..io.volumes import read_volume_geometry
 
     shape = None
@@ -52,9 +69,12 @@ def _evaluate_picks(pred: Path, truth: Path, voxel_size: Any, tomogram: Path | N
     read_kwargs: dict[str, Any] = {"voxel_size": voxel_size, "shape": shape}
     pred_particles = read_particles(pred, **read_kwargs)
     truth_particles = read_particles(truth, **read_kwargs)
+    if truth_class is not None:
+        truth_particles = only_class(truth_particles, truth_class, truth)
+        pred_particles = Particles(pred_particles.coords, scores=pred_particles.scores)
     scores = match_picks(pred_particles, truth_particles, voxel_size=voxel_size, **options)
     parameters = {"tolerance": scores.tolerance, "tolerance_unit": scores.tolerance_unit,
-                  "voxel_size": voxel_size, "tomogram": tomogram}
+                  "voxel_size": voxel_size, "tomogram": tomogram, "truth_class": truth_class}
     return scores, parameters
 
 
@@ -94,6 +114,9 @@ def evaluate(
                                                                    "the voxel size and shape Å formats need)."),
     instances: bool = typer.Option(False, "--instances", help="Volumes: they hold instance ids (0 = background); "
                                                               "report instance scores instead of class IoU."),
+    truth_class: str | None = typer.Option(None, "--class", help="Picks: score against the ground-truth "
+                                                                  "particles of this class only (id or name), "
+                                                                  "ignoring the predictions' classes."),
     iou_threshold: float | None = typer.Option(None, "--iou-threshold", help="With --instances: IoU for a true "
                                                                              "positive (default 0.5)."),
 ) -> None:
@@ -125,10 +148,10 @@ def evaluate(
             options["tolerance"] = tolerance
         if unit is not None:
             options["tolerance_unit"] = unit
-        scores, parameters = _evaluate_picks(pred, truth, vs, tomogram, options)
+        scores, parameters = _evaluate_picks(pred, truth, vs, tomogram, options, truth_class)
         section = "picking"
     else:
-        if tolerance is not None or unit is not None or tomogram is not None:
+        if tolerance is not None or unit is not None or tomogram is not None or truth_class is not None:
             raise InputError(f"{', '.join(PICK_OPTIONS)} apply to coordinate files, not to volumes")
         scores, parameters = _evaluate_volumes(pred, truth, vs, instances, iou_threshold)
         section = "instances" if instances else "segmentation"
