@@ -30,8 +30,12 @@ def test_pick_command(tmp_path, saved, capsys):
     out = tmp_path / "out"
     code = main(["pick", str(files["tomogram"]), "--prompt", f"{z:.1f},{y:.1f},{x:.1f}", "-o", str(out),
                  "--top-k", "20", "--tau-sim", "0.45", "--size-ratio", "0.4,2.5", "--cache-dir", str(tmp_path / "c")])
-    assert code == 0, capsys.readouterr().err
-    assert "instance(s) from 1 prompt(s)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "instance(s) from 1 prompt(s)" in captured.out
+    # progress per stage, in order, on stderr
+    stages = [captured.err.find(f"stage {k}/4") for k in range(1, 5)]
+    assert -1 not in stages and stages == sorted(stages), captured.err
     report = json.loads((out / "report.json").read_text())
     config = report["parameters"]["config"]
     assert config["matching"]["top_k"] == 20 and config["matching"]["tau_sim"] == 0.45
@@ -70,6 +74,17 @@ def test_pick_bad_input_is_one_line_and_writes_nothing(tmp_path, saved, capsys):
     _fails(base + ["--prompt", good, "--size-ratio", "2"], out, capsys, "--size-ratio expects two")
     wrong_spacing = write_particles(Particles([(z, y, x)]), tmp_path / "p.json", fmt="copick", voxel_size=5.0)
     _fails(base + ["--prompts", str(wrong_spacing)], out, capsys, "voxel spacing of 5 Å but the tomogram")
+
+
+def test_pick_missing_weights_is_one_line_and_writes_nothing(tmp_path, saved, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    sim, files = saved
+    z, y, x = sim.particles.coords[0]
+    out = tmp_path / "out"
+    base = ["-q", "pick", str(files["tomogram"]), "--prompt", f"{z:.1f},{y:.1f},{x:.1f}", "-o", str(out)]
+    _fails(base + ["--features", "dinov2-vitl14-reg"], out, capsys, "weights not found")
+    _fails(base + ["--segmenter", "sam-vit-b"], out, capsys, "weights not found")
 
 
 def test_pick_refuses_a_non_empty_output_folder(tmp_path, capsys):

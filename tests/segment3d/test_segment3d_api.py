@@ -10,7 +10,7 @@ import pytest
 import cryoseg
 from cryoseg.errors import InputError, UnknownModelError
 from cryoseg.io import Volume
-from cryoseg.models.base import MaskPrediction, PromptableSegmenter, SliceEmbedding
+from cryoseg.models.base import PromptableSegmenter
 from cryoseg.segment3d import SelfPromptConfig
 
 
@@ -143,6 +143,18 @@ def test_works_with_a_sam_backend():
     for batch, prior, logits in spy.calls:
         if prior is not None:
             assert prior == (batch,) + logits[2:]  # the low-resolution logits came back unchanged in size
+    # "confidence" points: the low-resolution logits are placed on the slice through the model's geometry
+    from cryoseg.segment3d.propagate import ViewPropagator
+
+    placed = []
+    real = ViewPropagator._slice_logits
+    ViewPropagator._slice_logits = lambda self, lg, s: placed.append(real(self, lg, s)) or placed[-1]
+    try:
+        cryoseg.segment(vol, [(12, 12, 10)], segmenter=spy.inner, config=SelfPromptConfig(
+            max_slices=2, max_area_fraction=1.0, min_area=1, point_strategy="confidence"))
+    finally:
+        ViewPropagator._slice_logits = real
+    assert placed and all(p is not None and p.shape in {(24, 32), (24, 24)} for p in placed)
 
 
 def _nonempty(spy, vol):

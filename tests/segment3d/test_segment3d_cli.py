@@ -47,6 +47,12 @@ def test_segment_writes_instances_with_voxel_size_and_forwards_only_set_options(
     assert report["counts"]["instances"] == 2
     assert {"instances.mrc", "mask.mrc", "particles.star", "particles_relion5.star", "particles.csv",
             "particles_copick.json", "instances.csv", "preview.png", "report.json"} <= {p.name for p in out.iterdir()}
+    # RELION 5 finds a particle's tomogram by rlnTomoName; copick by run_name: both name the input tomogram
+    import starfile
+
+    for star in ("particles.star", "particles_relion5.star"):
+        assert starfile.read(out / star)["rlnTomoName"].tolist() == ["tomo", "tomo"]
+    assert json.loads((out / "particles_copick.json").read_text())["run_name"] == "tomo"
 
 
 def test_segment_reads_prompts_and_negatives_from_files_and_writes_zarr(tmp_path, tomo, capsys):

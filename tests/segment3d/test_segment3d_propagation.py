@@ -22,6 +22,8 @@ class TrueMaskSegmenter(PromptableSegmenter):
 
     name = "true-mask-double"
 
+    whole_slice = False  # True: every foreground pixel of the slice, not only the component under the point
+
     def __init__(self) -> None:
         self.embedded: list[bytes] = []
         self.batches: list[int] = []
@@ -47,7 +49,10 @@ class TrueMaskSegmenter(PromptableSegmenter):
                     fg &= ~np.isclose(image, image[r, c], atol=0.05)
             comp, _ = ndimage.label(fg)
             r, c = pix[0]
-            masks.append(comp == comp[r, c] if comp[r, c] else np.zeros_like(fg))
+            if not comp[r, c]:
+                masks.append(np.zeros_like(fg))
+            else:
+                masks.append(fg if self.whole_slice else comp == comp[r, c])
         m = 3 if multimask else 1
         masks = np.repeat(np.array(masks)[:, None], m, axis=1)
         logits = np.where(masks, 4.0, -4.0).astype(np.float32)
@@ -77,8 +82,8 @@ def iou(a, b):
     return np.count_nonzero(a & b) / np.count_nonzero(a | b)
 
 
-def run(volume, points, negatives=None, **config):
-    seg = TrueMaskSegmenter()
+def run(volume, points, negatives=None, segmenter=None, **config):
+    seg = segmenter or TrueMaskSegmenter()
     res = segment_instances(volume, seg, points, negatives, SelfPromptConfig(**config), embedder=MemoEmbedder)
     return res, seg
 
@@ -104,6 +109,61 @@ def test_propagation_feeds_back_mask_logits_and_respects_max_slices():
     # start planes are decoded without a prior, every later slice with the previous slice's logits
     assert seg.priors.count(False) == 3 and seg.priors.count(True) == len(seg.priors) - 3
     assert all(n == 3 for n in res.instances[0].slices.values())
+
+
+def test_direction_stops_when_neighbouring_slices_overlap_less_than_tau():
+    """A thin rod standing on a wide disc: from disc to rod the slice IoU is ~0.09, so +z stops at the rod."""
+    vol = np.zeros((40, 48, 48), dtype=np.float32)
+    zz, yy, xx = np.indices(vol.shape)
+    r2 = (yy - 24) ** 2 + (xx - 24) ** 2
+    vol[(zz >= 10) & (zz < 20) & (r2 <= 10 ** 2)] = 1  # disc, z 10..19
+    vol[(zz >= 20) & (zz < 34) & (r2 <= 3 ** 2)] = 1  # rod, z 20..33
+    disc, rod = (zz < 20) & (vol > 0), (zz >= 20) & (vol > 0)
+    stopped, _ = run(vol, [(15, 24, 24)], views=("z",))
+    assert stopped.instances[0].slices == {"+z": 4, "-z": 5}  # z 16..19 and 10..14: the rod was refused
+    assert np.array_equal(stopped.labels.data > 0, disc)
+    # the same volume with the IoU rule off: the rod is accepted, up to where it vanishes (z 34)
+    through, _ = run(vol, [(15, 24, 24)], views=("z",), tau_iou=0.0)
+    assert through.instances[0].slices == {"+z": 4 + 14, "-z": 5}
+    assert np.array_equal(through.labels.data > 0, disc | rod)
+
+
+def test_direction_stops_at_the_volume_edge():
+    """A rod through the whole depth: propagation runs to both faces of the volume, and no further."""
+    vol = np.zeros((20, 32, 32), dtype=np.float32)
+    zz, yy, xx = np.indices(vol.shape)
+    vol[(yy - 16) ** 2 + (xx - 16) ** 2 <= 5 ** 2] = 1
+    res, seg = run(vol, [(6, 16, 16)])
+    inst = res.instances[0]
+    assert inst.slices["+z"] == 13 and inst.slices["-z"] == 6  # z 7..19 and 0..5
+    assert iou(res.labels.data > 0, vol > 0) > 0.95
+
+
+def test_union_keeps_only_the_prompts_component():
+    """A backend that returns every bright pixel of a slice also marks a separate ball; it is dropped."""
+    shape = (48, 48, 64)
+    a, b = ball(shape, (24, 24, 18), 8), ball(shape, (24, 24, 46), 5)  # apart; on the same z and y planes
+    seg = TrueMaskSegmenter()
+    seg.whole_slice = True
+    res, _ = run((a | b).astype(np.float32), [(24, 24, 18)], segmenter=seg)
+    got = res.labels.data > 0
+    assert iou(got, a) > 0.9 and not (got & b).any()
+
+
+def test_confidence_point_is_the_highest_logit_inside_the_mask():
+    from cryoseg.segment3d.propagate import PlaneMask, next_point
+
+    mask = np.zeros((6, 8), dtype=bool)
+    mask[1:5, 2:7] = True
+    logits = np.zeros((20, 30), dtype=np.float32)
+    logits[10, 12] = 9.0  # in the crop window but outside the mask: ignored
+    logits[11, 13] = 5.0  # the best pixel inside the mask (slice pixels)
+    plane = PlaneMask("z", 0, 10, 10, mask)
+    assert next_point(plane, "confidence", logits).tolist() == [11, 13]
+    assert next_point(plane, "confidence", None).tolist() == next_point(plane, "distance").tolist()
+    truth = ball((40, 40, 40), (20, 20, 20), 9)
+    res, _ = run(truth.astype(np.float32), [(20, 20, 20)], point_strategy="confidence")
+    assert iou(res.labels.data > 0, truth) > 0.9
 
 
 def test_u_shape_needs_the_other_views():

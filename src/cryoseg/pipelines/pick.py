@@ -40,7 +40,11 @@ class PickConfig:
         size_ratio: keep a proposal's instance only if its voxel count over the mean of the prompted
             instances lies in [low, high].
         proposal_batch: proposals segmented together (decoded in shared batched calls); a proposal is skipped
-            when an instance of an earlier batch already holds it.
+            when an instance of an earlier batch already holds it, and marked "duplicate" when one of its own
+            batch does. Proposals are not negatives of each other (unlike the user's prompts), so the batch
+            size changes the cost, not the result: two proposals on one elongated particle must not split it
+            (on four simulated 128^3 tomograms, one prompt per class, mutual negatives never raised F1 and
+            cut the dumbbell F1 from 0.36 to 0.25 on one by splitting dumbbells).
         feature_views: views whose per-slice features are concatenated for matching.
         slice_step: embed every n-th slice for the features (None: the extractor's stride).
         class_name: object name written to the coordinate files (copick object, STAR class 1).
@@ -189,7 +193,8 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
                 records.append(InstanceInfo(0, p, "skipped"))
             if not free.any():
                 continue
-            for info, score in zip(engine.segment(points[free], negatives), scores[free]):
+            infos = engine.segment(points[free], negatives, others_as_negatives=False)
+            for info, score in zip(infos, scores[free]):
                 records.append(info)
                 if info.status != "ok":
                     continue

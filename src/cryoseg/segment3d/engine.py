@@ -72,12 +72,17 @@ class CrossPlaneSegmenter:
         self.instances: list[InstanceInfo] = []
         self._next_label = 1
 
-    def segment(self, points: Any, negatives: Any = None) -> list[InstanceInfo]:
+    def segment(self, points: Any, negatives: Any = None,
+                others_as_negatives: bool | None = None) -> list[InstanceInfo]:
         """Segment one instance per point, all decoded together, and add them to `labels`.
 
         Args:
             points: (N, 3) z, y, x voxels, one per instance.
             negatives: (M, 3) z, y, x voxels of points that belong to none of these instances.
+            others_as_negatives: override of `config.others_as_negatives` for this call. False makes the
+                result the same as segmenting the points one call at a time, in order (a later point inside an
+                earlier instance becomes "duplicate"), which is what machine proposals need: two of them on one
+                object must not split it.
 
         Returns:
             One `InstanceInfo` per point, in order (also appended to `instances`).
@@ -87,9 +92,11 @@ class CrossPlaneSegmenter:
         if not len(points):
             return []
         cfg = self.config
+        if others_as_negatives is None:
+            others_as_negatives = cfg.others_as_negatives
         per_instance = []
         for i in range(len(points)):
-            others = np.delete(points, i, axis=0) if cfg.others_as_negatives else np.zeros((0, 3))
+            others = np.delete(points, i, axis=0) if others_as_negatives else np.zeros((0, 3))
             per_instance.append(np.concatenate([negatives, others]))
         traces = [InstanceTrace(p) for p in points]
         start = time.perf_counter()
@@ -155,10 +162,10 @@ def segment_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmente
     """Cross-Plane Self-Prompting: one 3D instance per point prompt.
 
     Each point is segmented on its z, y and x planes; every plane mask is propagated slice by slice along
-    ± its axis (prompted with the previous slice's deepest point and mask logits) until neighbouring
-    masks overlap less than `tau_iou`, the mask vanishes or the volume ends. The union of all 2D masks
-    is cleaned (small holes filled, the prompt's component kept). Instances that share a slice are
-    decoded in one batched call.
+    ± its axis (prompted with a point of the previous slice's mask, its deepest by default, and its mask
+    logits) until neighbouring masks overlap less than `tau_iou`, the mask vanishes or the volume ends.
+    The union of all 2D masks is cleaned (small holes filled, the prompt's component kept). Instances
+    that share a slice are decoded in one batched call.
 
     Args:
         volume: (Z, Y, X) tomogram (`Volume` or array).

@@ -34,7 +34,8 @@ def check_volume_format(volume_format: str) -> str:
 def write_outputs(outdir: str | Path, labels: Volume, particles: Particles, instances: Sequence[InstanceInfo],
                   report: dict[str, Any], tomogram: Volume | None = None, point: np.ndarray | None = None,
                   volume_format: str = "mrc", inputs: Sequence[str | Path] = (),
-                  extra_columns: dict[str, np.ndarray] | None = None) -> dict[str, Path]:
+                  extra_columns: dict[str, np.ndarray] | None = None,
+                  tomo_name: str | None = None) -> dict[str, Path]:
     """Write every output of a run into `outdir` and return {name: path}.
 
     Args:
@@ -47,6 +48,8 @@ def write_outputs(outdir: str | Path, labels: Volume, particles: Particles, inst
         volume_format: "mrc" or "zarr".
         inputs: files that must never be overwritten.
         extra_columns: per-particle columns for particles_scores.csv (e.g. similarity and predicted IoU).
+        tomo_name: tomogram name in the coordinate files (rlnTomoName, copick run_name), which RELION 5 needs
+            to find the picks' tomogram; default: the tomogram's file name without its extension.
     """
     from ..io.coords import write_particles
     from ..io.volumes import write_volume
@@ -60,9 +63,11 @@ def write_outputs(outdir: str | Path, labels: Volume, particles: Particles, inst
     files["instances"] = write_volume(labels, outdir / f"instances{suffix}", inputs=inputs)
     files["mask"] = write_volume(mask, outdir / f"mask{suffix}", inputs=inputs)
     voxel_size = labels.voxel_size
+    if tomo_name is None and tomogram is not None and tomogram.source:
+        tomo_name = tomogram_name(tomogram.source)
     for name, fmt in PARTICLE_FILES:
         files[name] = write_particles(particles, outdir / name, fmt=fmt, voxel_size=voxel_size,
-                                      shape=labels.shape, inputs=inputs)
+                                      shape=labels.shape, inputs=inputs, tomo_name=tomo_name)
     files["instances_table"] = _write_table(outdir / "instances.csv", [i.as_row() for i in instances], inputs)
     if extra_columns:
         rows = [{"z": c[0], "y": c[1], "x": c[2], **{k: v[n] for k, v in extra_columns.items()}}
@@ -80,6 +85,16 @@ def write_outputs(outdir: str | Path, labels: Volume, particles: Particles, inst
     files["report"] = write_record(outdir / "report.json", **report)
     log.info("wrote %d files to %s", len(files), outdir)
     return files
+
+
+def tomogram_name(path: str | Path) -> str:
+    """A tomogram's name for coordinate files: its file name without the extension ("TS_01.ome.zarr" -> "TS_01")."""
+    name = Path(path).name
+    for suffix in (".ome.zarr", Path(name).suffix):
+        if suffix and name.lower().endswith(suffix.lower()) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    return "_".join(name.split())  # STAR values are whitespace-separated
 
 
 def _write_table(path: Path, rows: list[dict[str, Any]], inputs: Sequence[str | Path]) -> Path:

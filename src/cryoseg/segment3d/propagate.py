@@ -70,11 +70,13 @@ def _iou(mask: np.ndarray, area: int, prev: PlaneMask) -> float:
     return inter / union if union else 0.0
 
 
-def next_point(plane: PlaneMask, strategy: str) -> np.ndarray:
+def next_point(plane: PlaneMask, strategy: str, logits: np.ndarray | None = None) -> np.ndarray:
     """The point that prompts the next slice, (row, col) in slice pixels.
 
     "distance": the mask's deepest pixel (peak of its distance transform); "centroid": its centroid when
-    that lies inside the mask, else the deepest pixel.
+    that lies inside the mask, else the deepest pixel; "confidence": the mask pixel with the highest logit,
+    given `logits` (H, W) at the slice's resolution, the deepest of them on a tie (saturated logits are
+    flat inside a mask, and the first of equals would be on its rim); without logits, the deepest pixel.
     """
     if strategy == "centroid":
         centre = np.round(np.argwhere(plane.mask).mean(axis=0)).astype(int)
@@ -82,6 +84,11 @@ def next_point(plane: PlaneMask, strategy: str) -> np.ndarray:
             return centre + (plane.r0, plane.c0)
     # Zero padding makes the slice edge count as boundary, so the point stays away from it too.
     depth = ndimage.distance_transform_edt(np.pad(plane.mask, 1))[1:-1, 1:-1]
+    if strategy == "confidence" and logits is not None:
+        h, w = plane.mask.shape
+        window = logits[plane.r0:plane.r0 + h, plane.c0:plane.c0 + w]
+        best = plane.mask & (window >= window[plane.mask].max())
+        depth = np.where(best, depth, -1.0)
     peak = np.unravel_index(int(np.argmax(depth)), depth.shape)
     return np.asarray(peak, dtype=np.float64) + (plane.r0, plane.c0)
 
@@ -191,7 +198,22 @@ class ViewPropagator:
             steps, directions = front.steps + 1, (front.direction,)
         if cfg.max_slices is not None and steps >= cfg.max_slices:
             return []
-        point = next_point(plane, cfg.point_strategy)
         logits = np.asarray(prediction.logits[b, m], dtype=np.float32)
+        at_slice = self._slice_logits(logits, mask.shape) if cfg.point_strategy == "confidence" else None
+        point = next_point(plane, cfg.point_strategy, at_slice)
         return [_Front(front.inst, d, front.index + d, point, logits, plane, steps)
                 for d in directions if 0 <= front.index + d < self.depth]
+
+    def _slice_logits(self, logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
+        """(h, w) mask logits as (H, W) slice pixels: as they are when already there, else through the backend's
+        `geometry` (the transformers SAM family, whose low-resolution logits span the padded model frame)."""
+        if logits.shape == tuple(shape):
+            return logits
+        geometry = getattr(self.segmenter, "geometry", None)
+        if not callable(geometry):
+            return None  # no way to place them: next_point falls back to the deepest pixel
+        import torch
+
+        from ..models.preprocess import logits_to_image
+
+        return logits_to_image(torch.from_numpy(logits[None]), geometry(tuple(shape)))[0].cpu().numpy()

@@ -1,0 +1,120 @@
+"""`pick_instances` stage 4 on its own: the query comes from the prompted 3D masks; proposals inside an
+instance are skipped; the size filter rejects (configurably); picks are relabelled and scored.
+
+Matching is replaced by fixed proposals and the segmenter by one returning the true slice mask, so every
+outcome is known exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+import cryoseg.pipelines.pick as pick_module
+from cryoseg.matching import MatchResult
+from cryoseg.models.base import MaskPrediction, PromptableSegmenter, SliceEmbedding
+from cryoseg.pipelines import PickConfig, pick_instances
+
+SHAPE = (40, 40, 100)
+CENTRES = {"A": (20, 20, 12), "B": (20, 20, 36), "D": (20, 20, 60), "C": (20, 20, 84)}
+RADII = {"A": 6, "B": 6, "D": 6, "C": 3}  # C is an eighth of the prompted A's volume
+
+
+class SliceMaskDouble(PromptableSegmenter):
+    """The connected component of `image > 0.5` under the first (positive) point."""
+
+    name = "slice-mask-double"
+
+    def embed(self, image):
+        return SliceEmbedding(np.asarray(image, dtype=np.float32), image.shape)
+
+    def predict(self, embedding, points, point_labels, boxes=None, mask_logits=None, multimask=False):
+        comp, _ = ndimage.label(embedding.data > 0.5)
+        masks = []
+        for pts in points:
+            r, c = np.clip(np.round(pts[0]).astype(int), 0, np.array(comp.shape) - 1)
+            masks.append(comp == comp[r, c] if comp[r, c] else np.zeros(comp.shape, bool))
+        masks = np.repeat(np.array(masks)[:, None], 3 if multimask else 1, axis=1)
+        return MaskPrediction(masks, np.where(masks, 4.0, -4.0).astype(np.float32),
+                              np.full(masks.shape[:2], 0.9, np.float32))
+
+
+def ball(name):
+    zz, yy, xx = np.indices(SHAPE)
+    c, r = CENTRES[name], RADII[name]
+    return (zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2 <= r ** 2
+
+
+@pytest.fixture
+def fake_matching(monkeypatch):
+    """Fixed proposals, best first: inside A (the prompt's instance), D, C (too small), B, inside B."""
+    seen = {}
+    points = np.array([(20, 21, 13), CENTRES["D"], CENTRES["C"], CENTRES["B"], (20, 21, 37)], dtype=np.float64)
+    scores = np.array([0.95, 0.9, 0.8, 0.7, 0.65], dtype=np.float32)
+
+    def make_query(features, masks):
+        seen["query_masks"] = np.array(masks)
+        return "query"
+
+    def match(features, query, config, negatives=None):
+        assert query == "query"
+        return MatchResult(points, scores, n_evaluations=5)
+
+    monkeypatch.setattr(pick_module, "build_volume_features", lambda *a, **k: "features")
+    monkeypatch.setattr(pick_module, "make_query", make_query)
+    monkeypatch.setattr(pick_module, "match", match)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def volume():
+    return np.any([ball(n) for n in CENTRES], axis=0).astype(np.float32)
+
+
+def run(volume, **config):
+    return pick_instances(volume, SliceMaskDouble(), extractor=object(), prompts=[CENTRES["A"]],
+                          config=PickConfig(**config))
+
+
+def test_query_is_built_from_the_prompted_instances_3d_masks(volume, fake_matching):
+    run(volume)
+    masks = fake_matching["query_masks"]
+    assert masks.shape == SHAPE and set(np.unique(masks)) == {0, 1}  # the prompt's instance only, no proposals
+    a = ball("A")
+    assert np.count_nonzero((masks > 0) & a) / np.count_nonzero((masks > 0) | a) > 0.9
+
+
+def test_proposals_inside_instances_are_skipped_and_small_ones_rejected(volume, fake_matching):
+    res = run(volume, proposal_batch=1)  # one proposal per batch: "inside B" comes after B is segmented
+    c = res.counts
+    assert (c["proposals"], c["skipped_inside"], c["rejected_size"], c["instances"]) == (5, 2, 1, 3)
+    assert [r.status for r in res.records] == ["ok", "skipped", "ok", "rejected_size", "ok", "skipped"]
+    labels = res.instances.data
+    # relabelled: the prompt first, then by decreasing similarity (D 0.9 before B 0.7); C left no voxels
+    assert set(np.unique(labels)) == {0, 1, 2, 3}
+    for label, name in ((1, "A"), (2, "D"), (3, "B")):
+        got, truth = labels == label, ball(name)
+        assert np.count_nonzero(got & truth) / np.count_nonzero(got | truth) > 0.9, name
+    assert not labels[ball("C")].any()
+    assert res.similarity.tolist() == pytest.approx([1.0, 0.9, 0.7])
+    assert res.is_prompt.tolist() == [True, False, False]
+    assert res.iou_score.tolist() == pytest.approx([0.9, 0.9, 0.9])
+    assert np.allclose(res.particles.coords, [CENTRES[n] for n in "ADB"], atol=0.5)
+    assert res.particles.instance_ids.tolist() == [1, 2, 3]
+
+
+def test_batching_proposals_changes_the_cost_not_the_result(volume, fake_matching):
+    """In one batch, "inside B" is decoded beside B; it must not cut B in two (proposals are not each
+    other's negatives) and ends up a duplicate of B, as it is skipped when segmented after B."""
+    one_by_one, together = run(volume, proposal_batch=1), run(volume)
+    assert np.array_equal(one_by_one.instances.data, together.instances.data)
+    assert np.allclose(one_by_one.particles.coords, together.particles.coords)
+    assert [r.status for r in together.records] == ["ok", "skipped", "ok", "rejected_size", "ok", "duplicate"]
+    assert together.counts["predict_calls"] < one_by_one.counts["predict_calls"]
+
+
+def test_size_filter_is_configurable(volume, fake_matching):
+    res = run(volume, size_ratio=(0.05, 3.0))
+    assert res.counts["rejected_size"] == 0 and res.counts["instances"] == 4
+    assert res.instances.data[CENTRES["C"]] > 0
