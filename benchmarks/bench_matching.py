@@ -120,7 +120,8 @@ def table(rows: list[dict]) -> str:
         ratio = f"{r['eval_ratio']:.1f}x" if "eval_ratio" in r else ""
         speed = f"{r['speedup']:.1f}x" if "speedup" in r else ""
         diff = f"{r['f1_diff']:+.3f}" if "f1_diff" in r else ""
-        lines.append(f"| {r['data']} | {r['class']} ({r['n_true']}) | {r['mode']} | {r['evaluations']:,} ({r['levels']}) | "
+        lines.append(f"| {r['data']} | {r['class']} ({r['n_true']}) | {r['mode']} | "
+                     f"{r['evaluations']:,} ({r['levels']}) | "
                      f"{r['seconds']:.3f} | {ratio} | {speed} | {r['precision']:.3f} | {r['recall']:.3f} | "
                      f"{r['f1']:.3f} | {diff} | {r['ap']:.3f} |")
     return "\n".join(lines)
@@ -150,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/bench_matching.py", *(argv or sys.argv[1:])])
+        words = ["benchmarks/bench_matching.py", *(argv or sys.argv[1:])]
+        command = "python " + " ".join(shlex.quote(a) for a in words)
         args.out.write_text(
             "# Hierarchical vs naive feature matching\n\n"
             f"Command: `{command}`\n\n"
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             "Features: weight-free filter bank (stride 4, every 4th slice per view), whitened; query from one prompt "
             "segmented with the classical segmenter (as the pick pipeline does); levels (16, 8, 4), tau_sim 0.5, "
             "coarse_margin 0.15; naive = the finest level (4) everywhere. Seconds: median over the repeats of the "
-            "matching stage alone, including pooling the coarse levels (features and query excluded). F1 of the proposals before 3D segmentation, "
+            "matching stage alone, including pooling the coarse levels (features and query excluded). "
+            "F1 of the proposals before 3D segmentation, "
             "tolerance = the class's equivalent-sphere radius.\n\n" + text + "\n")
     return 0
 

@@ -165,3 +165,21 @@ def test_build_volume_features_bad_input():
         build_volume_features(np.zeros((4, 4, 4)), _CountingExtractor(), views=("z", "q"))
     with pytest.raises(InputError, match="slice_step"):
         build_volume_features(np.zeros((4, 4, 4)), _CountingExtractor(), slice_step=0)
+
+
+def test_coarse_levels_average_the_cells_they_cover():
+    """At spacing 8, a stride-4 grid sampled every 4 slices is pooled 2x2x2; a pooled sample is their mean."""
+    rng = np.random.default_rng(8)
+    shape = (16, 16, 16)
+    raw = rng.normal(size=(4, 3, 4, 4)).astype(np.float32)  # slices 1, 5, 9, 13; cells centred 1.5, 5.5, ...
+    feats = VolumeFeatures.from_stacks(shape, {"z": (raw, (4, 4), [1, 5, 9, 13])}, center=False, whiten=False)
+    unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    cases = (((0, 0, 0), (3.0, 3.5, 3.5)), ((1, 0, 1), (11.0, 3.5, 11.5)), ((1, 1, 1), (11.0, 11.5, 11.5)))
+    for (k, i, j), point in cases:
+        block = unit[2 * k:2 * k + 2, :, 2 * i:2 * i + 2, 2 * j:2 * j + 2].mean(axis=(0, 2, 3))
+        got = feats.sample(np.array([point]), spacing=8)[0]
+        np.testing.assert_allclose(got, block / np.linalg.norm(block), atol=1e-5)
+    # Spacing 16 is pooled from spacing 8: one cell, the mean of everything.
+    whole = unit.mean(axis=(0, 2, 3))
+    got = feats.sample(np.array([[7.0, 7.5, 7.5]]), spacing=16)[0]
+    np.testing.assert_allclose(got, whole / np.linalg.norm(whole), atol=1e-5)

@@ -69,10 +69,12 @@ def _block_mean(array: np.ndarray, coords: np.ndarray, axis: int, factor: int) -
     full = n // factor * factor
     before = (slice(None),) * axis
     parts, centres = [], []
-    if full:  # whole blocks: a reshape, so numpy sums contiguous runs (fast on any axis)
-        head = array[before + (slice(0, full),)]
-        shape = array.shape[:axis] + (full // factor, factor) + array.shape[axis + 1:]
-        parts.append(head.reshape(shape).mean(axis=axis + 1, dtype=np.float32))
+    if full:  # whole blocks: add `factor` strided views (faster than a mean over a reshaped middle axis)
+        total = array[before + (slice(0, full, factor),)].astype(np.float32, copy=True)
+        for i in range(1, factor):
+            total += array[before + (slice(i, full, factor),)]
+        total *= np.float32(1.0 / factor)
+        parts.append(total)
         centres.append(coords[:full].reshape(-1, factor).mean(axis=1))
     if full < n:
         parts.append(array[before + (slice(full, n),)].mean(axis=axis, keepdims=True, dtype=np.float32))

@@ -312,13 +312,19 @@ def _centroid_refine(scores: np.ndarray, points: np.ndarray, level: int, shape: 
     out = points.copy()
     # Mean shift: a window centred off the region's centre sees more of the region on one side; repeat.
     for _ in range(max_steps):
-        moved = 0.0
-        for i, near in enumerate(tree.query_ball_point(out, radius)):
-            if near:
-                w = weights[near]
-                new = (centres[near] * w[:, None]).sum(axis=0) / w.sum()
-                moved = max(moved, float(np.abs(new - out[i]).max()))
-                out[i] = new
+        near = tree.query_ball_point(out, radius)
+        counts = np.fromiter((len(n) for n in near), np.intp, len(near))
+        if not counts.any():
+            break
+        cells = np.concatenate([np.asarray(n, np.intp) for n in near])
+        owner = np.repeat(np.arange(len(out)), counts)
+        total = np.bincount(owner, weights[cells], minlength=len(out))
+        new = out.copy()
+        has = total > 0
+        for a in range(3):
+            new[has, a] = np.bincount(owner, weights[cells] * centres[cells, a], minlength=len(out))[has] / total[has]
+        moved = float(np.abs(new - out).max())
+        out = new
         if moved < 0.05:
             break
     return out
