@@ -104,6 +104,7 @@ def test_pick_refuses_a_non_empty_output_folder(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["particles.csv", "tomo.mrc"]
 
 
+@pytest.mark.filterwarnings("ignore:Data array contains NaN")  # mrcfile warns while we write the bad file
 def test_pick_refuses_nan_and_names_the_option(tmp_path, capsys):
     import mrcfile
     import numpy as np
