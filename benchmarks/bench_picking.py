@@ -1,0 +1,473 @@
+"""Particle picking with the default weight-free backends, against template matching and LoG.
+
+Rows per tomogram and particle class:
+  * pick, 1 prompt      `cryoseg.api.pick` (classical segmenter + filter-bank features) from one true centre;
+  * pick, 10 % prompts  the same from 10 % of the class's true centres (at least 1);
+  * template matching   FFT normalised cross-correlation over rotations with the true template (a strong
+                        reference: it knows the answer's shape);
+  * LoG                 Laplacian-of-Gaussian blobs at the class's radius (class-agnostic).
+Scores: precision, recall, F1 and AP of the picks against the class's true centres (`cryoseg.eval`); a
+pick matches a true centre within the class's equivalent-sphere radius. The prompted particles are
+removed from both the truth and the picks of the prompted rows (they were given, not found).
+
+Also: time and peak memory per stage of one 200x512x512 pick (in a child process, so the peak is the
+pick's own), and the foundation-model path (real-size SAM ViT-B and DINOv2 ViT-B/14 architectures with
+random weights) on a small tomogram: seconds per embedded slice and how often each slice was embedded.
+
+    python benchmarks/bench_picking.py --quick     # one 128^3 tomogram, one DeepFinder toy tomogram
+    python benchmarks/bench_picking.py --out benchmarks/bench_picking.md   # everything (about 2 h on 2 cores)
+
+Template matching is left out on 200x512x512: at 30 degrees (553 rotations) it would take over an hour here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cryoseg.baselines import LoGConfig, TemplateMatchingConfig, log_blobs, template_match
+from cryoseg.errors import InputError
+from cryoseg.eval import match_picks, precision_recall_curve
+from cryoseg.io.particles import Particles
+from cryoseg.io.volumes import read_volume
+from cryoseg.models.base import FeatureExtractor, PromptableSegmenter, SliceEmbedding
+from cryoseg.progress import set_progress_enabled
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_matching import LARGE_SET, SMALL_SET, TEMPLATES, inner_prompt, load_or_simulate, load_truth  # noqa: E402
+
+DEEPFINDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "deepfinder_toy"
+log = logging.getLogger("bench_picking")
+STAGES = ("segment_prompts", "features", "matching", "segment_proposals")
+
+
+@dataclass
+class Dataset:
+    """One tomogram with per-class truth."""
+
+    name: str
+    volume: np.ndarray
+    coords: np.ndarray
+    classes: np.ndarray
+    names: dict[int, str]
+    radius: dict[int, float]
+    templates: dict[int, np.ndarray] = field(default_factory=dict)
+    folder: Path | None = None
+
+
+def simulated(workdir: Path, shape: tuple[int, int, int], seed: int, n: int, names: tuple[str, ...]) -> Dataset:
+    folder = load_or_simulate(workdir, shape, seed, n, names)
+    coords, classes, cnames, radius = load_truth(folder)
+    volume = np.asarray(read_volume(folder / "tomogram.mrc").data, dtype=np.float32)
+    templates = {c: np.asarray(read_volume(TEMPLATES / f"{cnames[c]}.mrc").data, np.float32) for c in cnames}
+    return Dataset(f"sim {'x'.join(map(str, shape))} s{seed}", volume, coords, classes, cnames, radius,
+                   templates, folder)
+
+
+def deepfinder(index: int) -> Dataset:
+    """A DeepFinder toy tomogram; each class's template is the label mask around one true particle
+    (the exact shape in one orientation: the true template up to rotation)."""
+    import pandas as pd
+
+    volume = np.asarray(read_volume(DEEPFINDER / f"tomo{index}.mrc").data, dtype=np.float32)
+    labels = np.asarray(read_volume(DEEPFINDER / f"tomo{index}_labels.mrc").data)
+    table = pd.read_csv(DEEPFINDER / f"tomo{index}_particles.csv")
+    classes = table["class_label"].to_numpy(np.int64)
+    # The CSV's columns say z, y, x, but in the converted MRC arrays the particles sit at [x, y, z]; take the
+    # order under which the centres land on their own class in the label map.
+    coords = table[["z", "y", "x"]].to_numpy(np.float64)
+    hits = {order: np.mean(labels[tuple(coords[:, list(order)].round().astype(int).T)] == classes)
+            for order in ((0, 1, 2), (2, 1, 0))}
+    best = max(hits, key=hits.get)
+    log.info("DeepFinder toy %d: centres hit their class label %.0f%% as (z, y, x), %.0f%% reversed; using %s",
+             index, 100 * hits[(0, 1, 2)], 100 * hits[(2, 1, 0)], "reversed" if best == (2, 1, 0) else "as is")
+    coords = coords[:, list(best)]
+    names, radius, templates = {}, {}, {}
+    from scipy import ndimage
+
+    for c in np.unique(classes):
+        c = int(c)
+        names[c] = f"class {c}"
+        radius[c] = float((3 * np.sum(labels == c) / np.sum(classes == c) / (4 * np.pi)) ** (1 / 3))
+        centre = coords[classes == c][0].round().astype(int)
+        half = int(np.ceil(2 * radius[c])) + 2
+        box = tuple(slice(max(0, p - half), p + half + 1) for p in centre)
+        shape = (labels[box] == c).astype(np.float32)
+        lab, _ = ndimage.label(shape > 0)
+        core = lab == lab[tuple(np.minimum(centre - [b.start for b in box], np.array(shape.shape) - 1))]
+        templates[c] = ndimage.gaussian_filter(core.astype(np.float32), 0.7)
+    return Dataset(f"DeepFinder toy {index}", volume, coords, classes, names, radius, templates)
+
+
+def score_row(dataset: Dataset, cls: int, method: str, picks: Particles, seconds: float,
+              exclude: np.ndarray | None = None, note: str = "") -> dict:
+    truth_idx = np.flatnonzero(dataset.classes == cls)
+    if exclude is not None:
+        truth_idx = np.setdiff1d(truth_idx, exclude)
+    truth = Particles(dataset.coords[truth_idx])
+    pred = Particles(picks.coords, scores=picks.scores)
+    s = match_picks(pred, truth, tolerance=dataset.radius[cls])
+    best = 0.0
+    if len(pred) and len(truth):  # the best F1 over all score thresholds (what a tuned threshold would give)
+        p, r, _ = precision_recall_curve(pred, truth, tolerance=dataset.radius[cls])
+        best = float(np.max(np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)))
+    return {"data": dataset.name, "class": dataset.names[cls], "cls": cls, "method": method, "n_true": len(truth),
+            "n_pred": len(picks), "precision": s.precision, "recall": s.recall, "f1": s.f1, "best_f1": best,
+            "ap": s.average_precision if s.average_precision is not None else float("nan"),
+            "seconds": seconds, "note": note}
+
+
+def choose_prompts(dataset: Dataset, cls: int, n: int, seed: int) -> np.ndarray:
+    """Indices of `n` true particles of class `cls` away from the faces (seeded)."""
+    rng = np.random.default_rng(seed)
+    idx = np.flatnonzero(dataset.classes == cls)
+    r = dataset.radius[cls]
+    inner = idx[np.all((dataset.coords[idx] >= r) & (dataset.coords[idx] <= np.array(dataset.volume.shape) - 1 - r),
+                       axis=1)]
+    pool = inner if len(inner) >= n else idx
+    return rng.choice(pool, size=min(n, len(pool)), replace=False)
+
+
+def run_pick(dataset: Dataset, cls: int, prompt_idx: np.ndarray, method: str) -> dict:
+    from cryoseg import api
+
+    t0 = time.perf_counter()
+    try:
+        result = api.pick(dataset.volume, dataset.coords[prompt_idx])
+    except InputError as exc:  # e.g. the classical segmenter finds nothing under a prompt: report, go on
+        log.warning("%s %s %s failed: %s", dataset.name, dataset.names[cls], method, exc)
+        none = Particles(np.zeros((0, 3)), scores=np.zeros(0))
+        return score_row(dataset, cls, method, none, time.perf_counter() - t0, exclude=prompt_idx,
+                         note="failed: " + str(exc).split(":")[0])
+    seconds = time.perf_counter() - t0
+    found = ~np.asarray(result.is_prompt, bool)
+    picks = Particles(result.particles.coords[found], scores=result.similarity[found])
+    return score_row(dataset, cls, method, picks, seconds, exclude=prompt_idx)
+
+
+def run_dataset(dataset: Dataset, args: argparse.Namespace, tm_step: float | None) -> list[dict]:
+    rows = []
+    for cls in sorted(dataset.names):
+        n_class = int(np.sum(dataset.classes == cls))
+        one = choose_prompts(dataset, cls, 1, args.seed)
+        rows.append(run_pick(dataset, cls, one, "pick, 1 prompt"))
+        n10 = max(1, int(round(0.1 * n_class)))
+        if n10 > 1:
+            rows.append(run_pick(dataset, cls, choose_prompts(dataset, cls, n10, args.seed), f"pick, 10 % ({n10})"))
+        if tm_step is not None and cls in dataset.templates:
+            t0 = time.perf_counter()
+            picks = template_match(dataset.volume, dataset.templates[cls], TemplateMatchingConfig(angular_step=tm_step))
+            rows.append(score_row(dataset, cls, f"template matching ({tm_step:g}°)", picks, time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        picks = log_blobs(dataset.volume, dataset.radius[cls], LoGConfig())
+        rows.append(score_row(dataset, cls, "LoG", picks, time.perf_counter() - t0))
+        for r in rows[-4:]:
+            if r["cls"] == cls and r["data"] == dataset.name:
+                log.info("%s %s %s: F1 %.3f AP %.3f (%.1f s)", r["data"], r["class"], r["method"], r["f1"], r["ap"],
+                         r["seconds"])
+    return rows
+
+
+def picking_table(rows: list[dict]) -> str:
+    head = "| tomogram | class (radius) | method | true | picks | P | R | F1 | best F1 | AP | seconds |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        lines.append(f"| {r['data']} | {r['class']} ({r.get('radius', 0):.1f}) | {r['method']} | {r['n_true']} | "
+                     f"{r['n_pred']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['best_f1']:.3f} | "
+                     f"{r['ap']:.3f} | "
+                     f"{r['seconds']:.1f} |" + (f" {r['note']}" if r["note"] else ""))
+    return "\n".join(lines)
+
+
+def summary_table(rows: list[dict], datasets: list[Dataset]) -> str:
+    """The target: one-prompt F1 on each tomogram's largest class against LoG's."""
+    head = "| tomogram | largest class | 1-prompt F1 | 10 % F1 | template matching F1 | LoG F1 | 1-prompt >= LoG |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for d in datasets:
+        cls = max(d.radius, key=d.radius.get)
+        got = {r["method"].split(" (")[0].split(",")[0] + ("10" if "10 %" in r["method"] else ""): r["f1"]
+               for r in rows if r["data"] == d.name and r["cls"] == cls}
+        one, ten, tm, lg = got.get("pick"), got.get("pick10"), got.get("template matching"), got.get("LoG")
+        fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+        ok = "yes" if one is not None and lg is not None and one >= lg else "no"
+        lines.append(f"| {d.name} | {d.names[cls]} | {fmt(one)} | {fmt(ten)} | {fmt(tm)} | {fmt(lg)} | {ok} |")
+    return "\n".join(lines)
+
+
+# ---- time and memory per stage of one large pick, in a child process -----------------------------------
+
+class _StageLog(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.marks: list[tuple[float, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if msg.startswith("stage "):
+            self.marks.append((time.perf_counter(), msg.split(":")[1].strip()))
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def profile_pick(folder: Path, prompts: np.ndarray, out: Path) -> None:
+    """Child process: one pick with RSS sampled every 50 ms and stage boundaries from the pipeline's log."""
+    from cryoseg import api
+
+    volume = read_volume(folder / "tomogram.mrc")
+    handler = _StageLog()
+    logger = logging.getLogger("cryoseg.pipelines.pick")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    samples: list[tuple[float, float]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append((time.perf_counter(), _rss_mb()))
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    base = _rss_mb()
+    thread.start()
+    t0 = time.perf_counter()
+    result = api.pick(volume, prompts)
+    total = time.perf_counter() - t0
+    stop.set()
+    thread.join()
+    marks = handler.marks + [(t0 + total, "end")]
+    stages = []
+    for (start, name), (end, _) in zip(marks, marks[1:]):
+        inside = [m for t, m in samples if start <= t <= end]
+        stages.append({"stage": name, "seconds": end - start, "peak_rss_mb": max(inside) if inside else None})
+    found = ~np.asarray(result.is_prompt, bool)
+    out.write_text(json.dumps({
+        "total_seconds": total, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3,
+        "rss_before_mb": base, "stages": stages, "pipeline_seconds": result.seconds, "counts": result.counts,
+        "coords": result.particles.coords[found].tolist(), "scores": result.similarity[found].tolist(),
+    }, indent=1))
+
+
+def run_profiled(dataset: Dataset, cls: int, prompt_idx: np.ndarray, workdir: Path) -> tuple[dict, dict]:
+    out = workdir / f"profile_{dataset.name.replace(' ', '_')}_{cls}.json"
+    cmd = [sys.executable, __file__, "--profile-pick", str(dataset.folder), "--profile-out", str(out),
+           "--prompts", json.dumps(dataset.coords[prompt_idx].tolist())]
+    subprocess.run(cmd, check=True)
+    info = json.loads(out.read_text())
+    picks = Particles(np.asarray(info["coords"]).reshape(-1, 3), scores=np.asarray(info["scores"]))
+    return score_row(dataset, cls, "pick, 1 prompt", picks, info["total_seconds"], exclude=prompt_idx), info
+
+
+def profile_table(info: dict, name: str) -> str:
+    lines = [f"One pick of `{name}` (1 prompt, default backends), in its own process: "
+             f"{info['total_seconds']:.1f} s in all, peak resident memory {info['peak_rss_mb'] / 1e3:.2f} GB "
+             f"({info['rss_before_mb'] / 1e3:.2f} GB before the pick, the tomogram memory-mapped).", "",
+             "| stage | seconds | peak RSS (GB) |", "|---|---|---|"]
+    for s in info["stages"]:
+        peak = "–" if s["peak_rss_mb"] is None else f"{s['peak_rss_mb'] / 1e3:.2f}"
+        lines.append(f"| {s['stage']} | {s['seconds']:.1f} | {peak} |")
+    c = info["counts"]
+    lines += ["", f"Counts: {c['proposals']} proposals, {c['instances']} instances, {c['similarity_evaluations']:,} "
+              f"similarity evaluations, {c['embed_calls']} slices embedded by the segmenter, "
+              f"{c['predict_calls']} decode calls."]
+    return "\n".join(lines)
+
+
+# ---- the foundation-model path with random weights ----------------------------------------------------
+
+def fm_path(dataset: Dataset, cls: int, seed: int, shape: tuple[int, int, int], top_k: int) -> str:
+    """Real-size SAM ViT-B and DINOv2 ViT-B/14 with random weights on a crop: cost per slice, embeds per slice.
+
+    Random SAM weights give meaningless masks (often the whole slice), which would end every propagation
+    at once; so the segmenter here runs SAM's encoder and decoder for their cost and returns the classical
+    segmenter's masks, letting the pipeline take its normal course through the slices.
+    """
+    from cryoseg.matching import MatchingConfig
+    from cryoseg.models.classical import ClassicalSegmenter
+    from cryoseg.models.hf_features import HFFeatureExtractor
+    from cryoseg.models.hf_segmenters import HFPromptableSegmenter
+    from cryoseg.models.tiny import build_from_config, full_size_config
+    from cryoseg.pipelines.pick import PickConfig, pick_instances
+
+    prompt = dataset.coords[choose_prompts(dataset, cls, 1, seed)][0]
+    lo = np.clip(np.round(prompt - np.array(shape) / 2).astype(int), 0, np.array(dataset.volume.shape) - shape)
+    crop = np.ascontiguousarray(dataset.volume[tuple(slice(a, a + s) for a, s in zip(lo, shape))])
+    sam = build_from_config("SamModel", full_size_config("sam-vit-b"))
+    dino = build_from_config("Dinov2Model", full_size_config("dinov2-vitb14"))
+    segmenter = _SamCost(HFPromptableSegmenter(sam, "sam", "sam-vit-b-random", "random"), ClassicalSegmenter())
+    extractor = _CountImages(HFFeatureExtractor(dino, "dinov2", "dinov2-vitb14-random", "random", 518))
+    config = PickConfig(matching=MatchingConfig(top_k=top_k, tau_sim=-1.0))  # random features: keep K proposals
+    t0 = time.perf_counter()
+    result = pick_instances(crop, segmenter, extractor, (prompt - lo)[None], config=config)
+    total = time.perf_counter() - t0
+    lines = [f"Crop {'x'.join(map(str, shape))} of `{dataset.name}` around a `{dataset.names[cls]}` particle; "
+             f"1 prompt, top-K {top_k} proposals; {total:.0f} s in all "
+             f"({', '.join(f'{k} {v:.0f} s' for k, v in result.seconds.items() if k in STAGES)}).",
+             "", "| model (random weights, real size) | slices embedded | distinct slices | most embeds of one slice | "
+             "seconds per slice |", "|---|---|---|---|---|",
+             f"| SAM ViT-B encoder, 1024 px input | {segmenter.calls} | {len(segmenter.seen)} | "
+             f"{max(segmenter.seen.values(), default=0)} | {segmenter.seconds / max(1, segmenter.calls):.2f} |",
+             f"| DINOv2 ViT-B/14 features, 518 px input | {extractor.images} | {len(extractor.seen)} | "
+             f"{max(extractor.seen.values(), default=0)} | {extractor.seconds / max(1, extractor.images):.2f} |",
+             "", f"SAM mask decoder: {segmenter.decodes} batched calls, "
+             f"{segmenter.decode_seconds / max(1, segmenter.decodes):.3f} s each."]
+    return "\n".join(lines)
+
+
+def _image_key(image) -> str:
+    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+
+
+class _SamCost(PromptableSegmenter):
+    """Runs SAM (random weights) for its cost on every embed and decode, and returns the masks of a working
+    segmenter. Counts embeds per distinct image."""
+
+    def __init__(self, sam: PromptableSegmenter, masks_from: PromptableSegmenter) -> None:
+        self.sam, self.inner = sam, masks_from
+        self.name = f"{sam.name} (cost) + {masks_from.name} (masks)"
+        self.calls, self.seconds, self.seen, self.decodes, self.decode_seconds = 0, 0.0, {}, 0, 0.0
+
+    def embed(self, image):
+        key = _image_key(image)
+        self.seen[key] = self.seen.get(key, 0) + 1
+        self.calls += 1
+        t0 = time.perf_counter()
+        sam_embedding = self.sam.embed(image)
+        self.seconds += time.perf_counter() - t0
+        inner = self.inner.embed(image)
+        return SliceEmbedding((sam_embedding, inner), inner.image_shape)
+
+    def predict(self, embedding, points, point_labels, boxes=None, mask_logits=None, multimask=False):
+        sam_embedding, inner = embedding.data
+        t0 = time.perf_counter()
+        self.sam.predict(sam_embedding, points, point_labels, boxes, None, multimask)
+        self.decode_seconds += time.perf_counter() - t0
+        self.decodes += 1
+        return self.inner.predict(inner, points, point_labels, boxes, mask_logits, multimask)
+
+    def signature(self):
+        return {"name": self.name}
+
+
+class _CountImages(FeatureExtractor):
+    """Wraps a feature extractor: counts images per distinct image, and their seconds."""
+
+    def __init__(self, inner: FeatureExtractor) -> None:
+        self.inner, self.name, self.images, self.seconds, self.seen = inner, inner.name, 0, 0.0, {}
+        self.patch_size = getattr(inner, "patch_size", None)
+
+    def geometry(self, image_shape):
+        return self.inner.geometry(image_shape)
+
+    def signature(self):
+        return self.inner.signature()
+
+    def extract(self, images):
+        for im in np.asarray(images):
+            key = _image_key(im)
+            self.seen[key] = self.seen.get(key, 0) + 1
+        self.images += len(images)
+        t0 = time.perf_counter()
+        out = self.inner.extract(images)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one 128^3 tomogram, one DeepFinder toy tomogram")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="simulation seeds of the 128^3 tomograms")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the prompt choice")
+    parser.add_argument("--tm-step", type=float, default=None, help="template-matching angular step (degrees)")
+    parser.add_argument("--no-large", action="store_true", help="skip the 200x512x512 tomogram")
+    parser.add_argument("--no-fm", action="store_true", help="skip the foundation-model path")
+    parser.add_argument("--fm", action="store_true", help="run the foundation-model path in --quick mode too")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/cryoseg-bench"))
+    parser.add_argument("--out", type=Path, default=None, help="markdown file for the tables")
+    parser.add_argument("--profile-pick", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--profile-out", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--prompts", type=str, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    set_progress_enabled(False)
+    if args.profile_pick:
+        profile_pick(args.profile_pick, np.asarray(json.loads(args.prompts)), args.profile_out)
+        return 0
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    log.setLevel(logging.INFO)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    seeds = args.seeds or ([1] if args.quick else [1, 2, 3])
+    tm_step = args.tm_step or (45.0 if args.quick else 30.0)
+    started = time.time()
+
+    datasets = [simulated(args.workdir, (128, 128, 128), s, 45, SMALL_SET) for s in seeds]
+    datasets += [deepfinder(i) for i in ([1] if args.quick else [1, 2, 3, 4, 5])]
+    rows = []
+    for d in datasets:
+        # The DeepFinder tomograms are small and have 9 classes: a coarser angular step keeps TM affordable.
+        rows += run_dataset(d, args, tm_step if d.name.startswith("sim") else max(tm_step, 45.0))
+    profile = None
+    if not args.quick and not args.no_large:
+        # One pick here takes about 14 min on 2 shared cores: only the largest class, with 1 and 10 % prompts.
+        big = simulated(args.workdir, (200, 512, 512), 1, 400, LARGE_SET)
+        datasets.append(big)
+        cls = max(big.radius, key=big.radius.get)
+        row, profile = run_profiled(big, cls, choose_prompts(big, cls, 1, args.seed), args.workdir)
+        rows.append(row)
+        n10 = max(1, int(round(0.1 * np.sum(big.classes == cls))))
+        rows.append(run_pick(big, cls, choose_prompts(big, cls, n10, args.seed), f"pick, 10 % ({n10})"))
+        t0 = time.perf_counter()
+        rows.append(score_row(big, cls, "LoG", log_blobs(big.volume, big.radius[cls]), time.perf_counter() - t0))
+    for r in rows:
+        d = next(d for d in datasets if d.name == r["data"])
+        r["radius"] = d.radius[r["cls"]]
+    fm = None
+    if not args.no_fm and (args.fm or not args.quick):
+        small = datasets[0]  # a small particle class keeps the slices to embed (25 s each for SAM here) few
+        fm = fm_path(small, min(small.radius, key=small.radius.get), args.seed, (24, 48, 48), 2)
+
+    text = ["## Picking, per class", "", picking_table(rows), "", "## Largest class: one prompt against LoG", "",
+            summary_table(rows, datasets)]
+    if profile:
+        text += ["", "## Time and peak memory per stage, 200x512x512", "", profile_table(profile, "sim 200x512x512 s1")]
+    if fm:
+        text += ["", "## Foundation-model path (random weights: cost only, quality meaningless)", "", fm]
+    body = "\n".join(text)
+    print(body)
+    if args.out:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        words = ["benchmarks/bench_picking.py", *(argv or sys.argv[1:])]
+        command = "python " + " ".join(shlex.quote(a) for a in words)
+        args.out.write_text(
+            "# Picking benchmark\n\n"
+            f"Command: `{command}`\n\n"
+            f"Machine: {platform.machine()}, {cpus} usable cores (shared with other jobs), Python "
+            f"{platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}; "
+            f"{(time.time() - started) / 60:.0f} min.\n\n"
+            "Simulated tomograms: `cryoseg.synth.simulate` at 10 Å/voxel with the PolNet templates in "
+            "`shared/data/templates` (128^3: 4v4r, 3j9i, 1bxn, 45 particles; 200x512x512: 4v4r, 3j9i, 1bxn, "
+            "5mrc, 400 particles), CTF, noise at SNR 0.5, density dark. Tolerance: the class's equivalent-sphere "
+            "radius (in brackets). Pick rows exclude the prompted particles from truth and picks. AP ranks picks "
+            "by matching similarity (pick), correlation z-score (TM) or LoG z-score; F1 is at each method's "
+            "default threshold, best F1 at the best threshold on the precision-recall curve (an oracle).\n\n"
+            + body + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
