@@ -19,6 +19,25 @@ PROMPTS_HELP = "Coordinate file of prompts (.star .csv .json .ndjson)."
 NEGATIVE_HELP = "A point z,y,x in voxels that belongs to no instance (repeat for several)."
 
 
+# Options shared by `segment` and `pick` (Typer reads them as defaults; one definition each).
+TOMO = typer.Argument(..., help="Tomogram: .mrc .rec .map .st .tif .tiff .zarr .ome.zarr")
+PROMPT = typer.Option(None, "--prompt", "-p", help=PROMPT_HELP)
+NEGATIVE = typer.Option(None, "--negative", "-n", help=NEGATIVE_HELP)
+PROMPTS = typer.Option(None, "--prompts", help=PROMPTS_HELP)
+NEGATIVES = typer.Option(None, "--negatives", help="Coordinate file of negative points.")
+OUTPUT = typer.Option(..., "--output", "-o", help="Output folder.")
+SEGMENTER = typer.Option(None, "--segmenter", help="2D segmenter model name (see `cryoseg models`).")
+WEIGHTS = typer.Option(None, "--weights", help="Segmenter weights: folder, hub id or checkpoint.")
+DEVICE = typer.Option(None, "--device", help="cpu, cuda or mps (default: automatic).")
+DTYPE = typer.Option(None, "--dtype", help="Model precision: fp32 (default), fp16 or bf16 (GPU only).")
+TAU_IOU = typer.Option(None, "--tau-iou", help="Stop propagating below this slice-to-slice IoU.")
+MAX_SLICES = typer.Option(None, "--max-slices", help="Most slices propagated per direction.")
+VOXEL_SIZE = typer.Option(None, "--voxel-size", help="Override the header: Å, one value or z,y,x.")
+VOLUME_FORMAT = typer.Option(None, "--format", help="Volumes as 'mrc' (default) or 'zarr' (OME-Zarr).")
+OVERWRITE = typer.Option(False, "--overwrite", help="Write into a non-empty output folder.")
+NAN_POLICY = typer.Option(None, "--nan-policy", help="NaN/Inf in the tomogram: 'raise' or 'clean'.")
+
+
 def parse_point(text: str, option: str) -> tuple[float, float, float]:
     """Parse "z,y,x" (voxels) from the command line."""
     parts = [p for p in text.replace(" ", ",").split(",") if p]
@@ -75,23 +94,23 @@ def _segment_config(tau_iou: float | None, max_slices: int | None) -> Any:
 
 
 def segment(
-    tomo: Path = typer.Argument(..., help="Tomogram: .mrc .rec .map .st .tif .tiff .zarr .ome.zarr"),
-    prompt: list[str] | None = typer.Option(None, "--prompt", "-p", help=PROMPT_HELP),
-    negative: list[str] | None = typer.Option(None, "--negative", "-n", help=NEGATIVE_HELP),
-    prompts: Path | None = typer.Option(None, "--prompts", help=PROMPTS_HELP),
-    negatives: Path | None = typer.Option(None, "--negatives", help="Coordinate file of negative points."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
-    segmenter: str | None = typer.Option(None, "--segmenter", help="2D segmenter model name (see `cryoseg models`)."),
-    weights: str | None = typer.Option(None, "--weights", help="Segmenter weights: folder, hub id or checkpoint."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda or mps (default: automatic)."),
-    dtype: str | None = typer.Option(None, "--dtype", help="Model precision: fp32 (default), fp16 or bf16 (GPU only)."),
-    tau_iou: float | None = typer.Option(None, "--tau-iou", help="Stop propagating below this slice-to-slice IoU."),
-    max_slices: int | None = typer.Option(None, "--max-slices", help="Most slices propagated per direction."),
+    tomo: Path = TOMO,
+    prompt: list[str] | None = PROMPT,
+    negative: list[str] | None = NEGATIVE,
+    prompts: Path | None = PROMPTS,
+    negatives: Path | None = NEGATIVES,
+    output: Path = OUTPUT,
+    segmenter: str | None = SEGMENTER,
+    weights: str | None = WEIGHTS,
+    device: str | None = DEVICE,
+    dtype: str | None = DTYPE,
+    tau_iou: float | None = TAU_IOU,
+    max_slices: int | None = MAX_SLICES,
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Embedding cache folder (reused across runs)."),
-    voxel_size: str | None = typer.Option(None, "--voxel-size", help="Override the header: Å, one value or z,y,x."),
-    volume_format: str | None = typer.Option(None, "--format", help="Volumes as 'mrc' (default) or 'zarr' (OME-Zarr)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty output folder."),
-    nan_policy: str | None = typer.Option(None, "--nan-policy", help="NaN/Inf in the tomogram: 'raise' or 'clean'."),
+    voxel_size: str | None = VOXEL_SIZE,
+    volume_format: str | None = VOLUME_FORMAT,
+    overwrite: bool = OVERWRITE,
+    nan_policy: str | None = NAN_POLICY,
 ) -> None:
     """Segment the instances under the prompts in 3D (Cross-Plane Self-Prompting)."""
     from .. import api
@@ -115,20 +134,20 @@ def segment(
 
 
 def pick(
-    tomo: Path = typer.Argument(..., help="Tomogram: .mrc .rec .map .st .tif .tiff .zarr .ome.zarr"),
-    prompt: list[str] | None = typer.Option(None, "--prompt", "-p", help=PROMPT_HELP),
-    negative: list[str] | None = typer.Option(None, "--negative", "-n", help=NEGATIVE_HELP),
-    prompts: Path | None = typer.Option(None, "--prompts", help=PROMPTS_HELP),
-    negatives: Path | None = typer.Option(None, "--negatives", help="Coordinate file of negative points."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
-    segmenter: str | None = typer.Option(None, "--segmenter", help="2D segmenter model name (see `cryoseg models`)."),
+    tomo: Path = TOMO,
+    prompt: list[str] | None = PROMPT,
+    negative: list[str] | None = NEGATIVE,
+    prompts: Path | None = PROMPTS,
+    negatives: Path | None = NEGATIVES,
+    output: Path = OUTPUT,
+    segmenter: str | None = SEGMENTER,
     features: str | None = typer.Option(None, "--features", help="Feature extractor model name."),
-    weights: str | None = typer.Option(None, "--weights", help="Segmenter weights: folder, hub id or checkpoint."),
+    weights: str | None = WEIGHTS,
     feature_weights: str | None = typer.Option(None, "--feature-weights", help="Feature extractor weights."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda or mps (default: automatic)."),
-    dtype: str | None = typer.Option(None, "--dtype", help="Model precision: fp32 (default), fp16 or bf16 (GPU only)."),
-    tau_iou: float | None = typer.Option(None, "--tau-iou", help="Stop propagating below this slice-to-slice IoU."),
-    max_slices: int | None = typer.Option(None, "--max-slices", help="Most slices propagated per direction."),
+    device: str | None = DEVICE,
+    dtype: str | None = DTYPE,
+    tau_iou: float | None = TAU_IOU,
+    max_slices: int | None = MAX_SLICES,
     tau_sim: float | None = typer.Option(None, "--tau-sim", help="Similarity a region needs to be searched finer."),
     top_k: int | None = typer.Option(None, "--top-k", help="Most proposals kept from matching."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Slices per feature-extractor call."),
@@ -136,10 +155,10 @@ def pick(
     size_ratio: str | None = typer.Option(
         None, "--size-ratio", help="low,high: keep instances whose volume over the prompted ones' is in range."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Embedding and feature cache folder."),
-    voxel_size: str | None = typer.Option(None, "--voxel-size", help="Override the header: Å, one value or z,y,x."),
-    volume_format: str | None = typer.Option(None, "--format", help="Volumes as 'mrc' (default) or 'zarr' (OME-Zarr)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty output folder."),
-    nan_policy: str | None = typer.Option(None, "--nan-policy", help="NaN/Inf in the tomogram: 'raise' or 'clean'."),
+    voxel_size: str | None = VOXEL_SIZE,
+    volume_format: str | None = VOLUME_FORMAT,
+    overwrite: bool = OVERWRITE,
+    nan_policy: str | None = NAN_POLICY,
 ) -> None:
     """Find, segment and pick every instance of the kind the prompts point at (CryoSAM)."""
     from .. import api
