@@ -189,7 +189,7 @@ def picking_table(rows: list[dict]) -> str:
         lines.append(f"| {r['data']} | {r['class']} ({r.get('radius', 0):.1f}) | {r['method']} | {r['n_true']} | "
                      f"{r['n_pred']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['best_f1']:.3f} | "
                      f"{r['ap']:.3f} | "
-                     f"{r['seconds']:.1f} |" + (f" {r['note']}" if r["note"] else ""))
+                     f"{r['seconds']:.1f}" + (f" ({r['note']})" if r["note"] else "") + " |")
     return "\n".join(lines)
 
 
