@@ -118,3 +118,18 @@ def test_size_filter_is_configurable(volume, fake_matching):
     res = run(volume, size_ratio=(0.05, 3.0))
     assert res.counts["rejected_size"] == 0 and res.counts["instances"] == 4
     assert res.instances.data[CENTRES["C"]] > 0
+
+
+def test_a_prompt_mask_that_swallows_every_proposal_is_reported(fake_matching, caplog):
+    bridged = np.any([ball(n) for n in CENTRES], axis=0)
+    bridged[19:22, 19:22, 12:85] = True  # a rod joins every particle: the prompt's mask leaks into all of them
+    with caplog.at_level("WARNING", logger="cryoseg.pipelines"):
+        res = run(bridged.astype(np.float32))
+    assert res.counts["skipped_inside"] == res.counts["proposals"] == 5
+    assert "all 5 proposals fell inside" in caplog.text and "leaked" in caplog.text
+
+
+def test_no_leak_warning_when_proposals_are_segmented(volume, fake_matching, caplog):
+    with caplog.at_level("WARNING", logger="cryoseg.pipelines"):
+        run(volume)
+    assert "fell inside" not in caplog.text

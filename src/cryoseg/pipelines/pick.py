@@ -203,6 +203,10 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
                 else:
                     similarity[info.label] = float(score)
 
+    if len(matches.points) > 1 and skipped == len(matches.points):
+        log.warning("all %d proposals fell inside instances already segmented: a prompt's mask has probably "
+                    "leaked into a neighbouring structure (check preview.png; negative points or another "
+                    "prompt help)", skipped)
     with timer("finish"):
         result = _assemble(engine, records, len(prompted), similarity, volume, config)
     counts = {"prompts": len(prompts), "negatives": len(negatives), "proposals": len(matches.points),
