@@ -93,6 +93,20 @@ def _segment_config(tau_iou: float | None, max_slices: int | None) -> Any:
     return SelfPromptConfig(**_set({"tau_iou": tau_iou, "max_slices": max_slices}))
 
 
+def _load_inputs(tomo: Path, voxel_size: str | None, nan_policy: str | None, prompt: list[str] | None,
+                 prompts: Path | None, negative: list[str] | None, negatives: Path | None) -> tuple[Any, Any, Any]:
+    """The tomogram, its prompts (at least one) and negative points, as both commands read them."""
+    from .. import api
+    from .info import parse_voxel_size
+
+    volume = api.load_tomogram(tomo, parse_voxel_size(voxel_size) if voxel_size is not None else None,
+                               **_set({"nan_policy": nan_policy}))
+    points = _points(prompt, prompts, volume, "--prompt", "prompt")
+    if not len(points):
+        raise InputError("give at least one prompt: --prompt z,y,x or --prompts FILE")
+    return volume, points, _points(negative, negatives, volume, "--negative", "negative point")
+
+
 def segment(
     tomo: Path = TOMO,
     prompt: list[str] | None = PROMPT,
@@ -114,23 +128,16 @@ def segment(
 ) -> None:
     """Segment the instances under the prompts in 3D (Cross-Plane Self-Prompting)."""
     from .. import api
-    from .info import parse_voxel_size
 
     _check_output(output, volume_format, overwrite)
-    volume = api.load_tomogram(tomo, parse_voxel_size(voxel_size) if voxel_size is not None else None,
-                               **_set({"nan_policy": nan_policy}))
-    points = _points(prompt, prompts, volume, "--prompt", "prompt")
-    if not len(points):
-        raise InputError("give at least one prompt: --prompt z,y,x or --prompts FILE")
-    negs = _points(negative, negatives, volume, "--negative", "negative point")
+    volume, points, negs = _load_inputs(tomo, voxel_size, nan_policy, prompt, prompts, negative, negatives)
     kwargs = _set({"segmenter": segmenter, "weights": weights, "device": device, "dtype": dtype,
                    "cache_dir": cache_dir})
     result = api.segment(volume, points, negs, config=_segment_config(tau_iou, max_slices), **kwargs)
-    inputs = tuple(p for p in (tomo, prompts, negatives) if p is not None)
-    files = result.save(output, inputs=inputs, parameters={"tomogram": str(tomo)},
-                        **_set({"volume_format": volume_format}))
+    files = result.save(output, inputs=tuple(p for p in (tomo, prompts, negatives) if p is not None),
+                        parameters={"tomogram": str(tomo)}, **_set({"volume_format": volume_format}))
     say(f"{len(result.kept)} instance(s) from {len(points)} prompt(s); {result.n_embed} slices embedded, "
-               f"{result.n_predict} decode calls; wrote {len(files)} files to {output}")
+        f"{result.n_predict} decode calls; wrote {len(files)} files to {output}")
 
 
 def pick(
@@ -164,7 +171,6 @@ def pick(
     from .. import api
     from ..matching import MatchingConfig
     from ..pipelines.pick import PickConfig
-    from .info import parse_voxel_size
 
     _check_output(output, volume_format, overwrite)
     matching = _set({"tau_sim": tau_sim, "top_k": top_k, "mode": mode})
@@ -176,23 +182,17 @@ def pick(
     if size_ratio is not None:
         pick_kwargs["size_ratio"] = parse_pair(size_ratio, "--size-ratio")
     config = PickConfig(**pick_kwargs)
-    volume = api.load_tomogram(tomo, parse_voxel_size(voxel_size) if voxel_size is not None else None,
-                               **_set({"nan_policy": nan_policy}))
-    points = _points(prompt, prompts, volume, "--prompt", "prompt")
-    if not len(points):
-        raise InputError("give at least one prompt: --prompt z,y,x or --prompts FILE")
-    negs = _points(negative, negatives, volume, "--negative", "negative point")
+    volume, points, negs = _load_inputs(tomo, voxel_size, nan_policy, prompt, prompts, negative, negatives)
     kwargs = _set({"segmenter": segmenter, "features": features, "weights": weights,
                    "feature_weights": feature_weights, "device": device, "dtype": dtype,
                    "batch_size": batch_size, "cache_dir": cache_dir})
     result = api.pick(volume, points, negs, config=config, **kwargs)
-    inputs = tuple(p for p in (tomo, prompts, negatives) if p is not None)
-    files = result.save(output, inputs=inputs, parameters={"tomogram": str(tomo)},
-                        **_set({"volume_format": volume_format}))
+    files = result.save(output, inputs=tuple(p for p in (tomo, prompts, negatives) if p is not None),
+                        parameters={"tomogram": str(tomo)}, **_set({"volume_format": volume_format}))
     c = result.counts
     say(f"{c['instances']} instance(s) from {c['prompts']} prompt(s) and {c['proposals']} proposal(s) "
-               f"({c['skipped_inside']} inside earlier instances, {c['rejected_size']} rejected by size); "
-               f"wrote {len(files)} files to {output}")
+        f"({c['skipped_inside']} inside earlier instances, {c['rejected_size']} rejected by size); "
+        f"wrote {len(files)} files to {output}")
 
 
 def register(app: typer.Typer) -> None:

@@ -17,9 +17,16 @@ import numpy as np
 
 from ..errors import InputError
 from .base import FeatureExtractor, FeatureMap
-from .device import dtype_name
-from .preprocess import DEFAULT_PERCENTILES, IMAGENET_MEAN, IMAGENET_STD, Geometry, normalize_intensity, \
-    patch_geometry, to_model_input
+from .preprocess import (
+    DEFAULT_PERCENTILES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Geometry,
+    backend_signature,
+    normalize_intensity,
+    patch_geometry,
+    to_model_input,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -148,18 +155,5 @@ class HFFeatureExtractor(FeatureExtractor):
 
     def signature(self) -> dict[str, Any]:
         """What determines the features: model, weights hash, precision and preprocessing."""
-        return {
-            "name": self.name,
-            "family": self.family,
-            "class": type(self.model).__name__,
-            "weights": self.weights_hash,
-            "dtype": dtype_name(self.dtype),
-            "preprocess": {
-                "percentiles": list(self.percentiles),
-                "mean": list(self.mean),
-                "std": list(self.std),
-                "input_size": self.input_size,
-                "patch_size": self.patch_size,
-                "layout": "patch-rounded+pad" if self.family == "sam-encoder" else "patch-rounded",
-            },
-        }
+        layout = "patch-rounded+pad" if self.family == "sam-encoder" else "patch-rounded"
+        return backend_signature(self, patch_size=self.patch_size, layout=layout)

@@ -16,12 +16,12 @@ import numpy as np
 
 from ..errors import InputError
 from .base import MaskPrediction, PromptableSegmenter, SliceEmbedding
-from .device import dtype_name
 from .preprocess import (
     DEFAULT_PERCENTILES,
     IMAGENET_MEAN,
     IMAGENET_STD,
     Geometry,
+    backend_signature,
     logits_to_image,
     longest_side_geometry,
     normalize_intensity,
@@ -250,20 +250,7 @@ class HFPromptableSegmenter(PromptableSegmenter):
 
     def signature(self) -> dict[str, Any]:
         """What determines an embedding: model name and family, weights hash, precision and preprocessing."""
-        return {
-            "name": self.name,
-            "family": self.family,
-            "class": type(self.model).__name__,
-            "weights": self.weights_hash,
-            "dtype": dtype_name(self.dtype),
-            "preprocess": {
-                "percentiles": list(self.percentiles),
-                "mean": list(self.mean),
-                "std": list(self.std),
-                "input_size": self.input_size,
-                "layout": "stretch" if self.family == "sam2" else "longest-side+pad",
-            },
-        }
+        return backend_signature(self, layout="stretch" if self.family == "sam2" else "longest-side+pad")
 
 
 def _check_inside(coords_yx: np.ndarray, shape: tuple[int, int], what: str) -> None:

@@ -17,7 +17,7 @@ numpy for the statistics, torch for resampling (no torchvision). torch is import
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -223,3 +223,21 @@ def logits_to_image(logits: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     ry = _interp_matrix(H, sy, geometry.frame[0], n_low_y, logits.device)
     rx = _interp_matrix(W, sx, geometry.frame[1], n_low_x, logits.device)
     return torch.matmul(torch.matmul(ry, logits.float()), rx.T)
+
+
+def backend_signature(backend: Any, **preprocess: Any) -> dict[str, Any]:
+    """What determines a transformers backend's output: model, weights hash, precision and preprocessing.
+
+    `backend` has name, family, model, weights_hash, dtype, percentiles, mean, std and input_size;
+    `preprocess` adds what is specific to the backend (its layout, patch size)."""
+    from .device import dtype_name
+
+    return {
+        "name": backend.name,
+        "family": backend.family,
+        "class": type(backend.model).__name__,
+        "weights": backend.weights_hash,
+        "dtype": dtype_name(backend.dtype),
+        "preprocess": {"percentiles": list(backend.percentiles), "mean": list(backend.mean),
+                       "std": list(backend.std), "input_size": backend.input_size, **preprocess},
+    }
