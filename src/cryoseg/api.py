@@ -47,6 +47,21 @@ def load_tomogram(volume: VolumeLike, voxel_size: float | tuple[float, float, fl
     return Volume(arr, 1.0 if voxel_size is None else voxel_size)
 
 
+def _inputs(volume: VolumeLike, voxel_size: float | tuple[float, float, float] | None, prompts: Any,
+            negative: Any) -> tuple[Volume, np.ndarray, np.ndarray]:
+    """The tomogram (with a usable voxel size), its prompts (at least one, each voxel once) and negative points,
+    all checked before any model is loaded."""
+    from .segment3d.prompts import load_prompts, reconcile_prompts
+
+    vol = load_tomogram(volume, voxel_size)
+    vol.require_voxel_size()  # the outputs carry Å; refuse now, not after the work
+    points = load_prompts(prompts, vol, "prompt")
+    negatives = load_prompts(negative, vol, "negative point")
+    if not len(points):
+        raise InputError("at least one prompt point is needed")
+    return vol, reconcile_prompts(points, negatives), negatives
+
+
 def _segmenter(segmenter: str | PromptableSegmenter, weights: Any, device: str | None,
                dtype: str | None) -> PromptableSegmenter:
     if isinstance(segmenter, str):
@@ -92,13 +107,8 @@ def segment(volume: VolumeLike, prompts: Any, negative: Any = None, segmenter: s
         UnknownModelError, WeightsNotFoundError: the segmenter cannot be loaded.
     """
     from .segment3d import segment_instances
-    from .segment3d.prompts import load_prompts
 
-    vol = load_tomogram(volume, voxel_size)
-    points = load_prompts(prompts, vol, "prompt")
-    negatives = load_prompts(negative, vol, "negative point")
-    if not len(points):
-        raise InputError("at least one prompt point is needed")
+    vol, points, negatives = _inputs(volume, voxel_size, prompts, negative)
     model = _segmenter(segmenter, weights, device, dtype)
     log.info("segmenting %d prompt(s) in 3D with '%s'", len(points), getattr(model, "name", type(model).__name__))
     result = segment_instances(vol, model, points, negatives, config, cache_dir=cache_dir)
@@ -137,11 +147,8 @@ def pick(volume: VolumeLike, prompts: Any, negative: Any = None, segmenter: str 
         `PickResult`: instance labels, semantic mask, centroid picks with scores, counts, seconds per stage.
     """
     from .pipelines.pick import pick_instances
-    from .segment3d.prompts import load_prompts
 
-    vol = load_tomogram(volume, voxel_size)
-    points = load_prompts(prompts, vol, "prompt")
-    negatives = load_prompts(negative, vol, "negative point")
+    vol, points, negatives = _inputs(volume, voxel_size, prompts, negative)
     seg_model = _segmenter(segmenter, weights, device, dtype)
     feat_model = _extractor(features, feature_weights, device, dtype, batch_size)
     return pick_instances(vol, seg_model, feat_model, points, negatives, config, cache_dir=cache_dir)

@@ -32,3 +32,7 @@ class UnknownModelError(CryosegError, KeyError):
 
 class WeightsNotFoundError(CryosegError, FileNotFoundError):
     """A registered model's weights are not on this machine."""
+
+
+class MissingDependencyError(CryosegError, ImportError):
+    """An optional package a feature needs is not installed; the message says which extra to install."""

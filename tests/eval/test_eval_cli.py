@@ -79,7 +79,7 @@ def test_label_volumes(tmp_path, label_volumes, capsys):
     report = tmp_path / "seg.json"
     assert main(["evaluate", str(truth), str(truth), "-o", str(report)]) == 0
     assert json.loads(report.read_text())["scores"]["mean_iou"] == 1.0
-    assert main(["evaluate", str(pred), str(truth), "-o", str(report)]) == 0
+    assert main(["evaluate", str(pred), str(truth), "-o", str(report), "--overwrite"]) == 0
     data = json.loads(report.read_text())
     assert data["kind"] == "segmentation"
     assert data["scores"]["per_class"]["1"]["iou"] == pytest.approx(0.5)
@@ -95,7 +95,7 @@ def test_instance_volumes(tmp_path, label_volumes):
     data = json.loads(report.read_text())
     assert data["kind"] == "instances"
     assert data["scores"]["tp"] == 2 and data["scores"]["f1"] == 1.0  # IoU 0.5 and 1.0, threshold inclusive
-    assert main(["evaluate", str(pred), str(truth), "--instances", "--iou-threshold", "0.6", "-o", str(report)]) == 0
+    assert main(["evaluate", str(pred), str(truth), "--instances", "--iou-threshold", "0.6", "-o", str(report), "--overwrite"]) == 0
     assert json.loads(report.read_text())["scores"]["tp"] == 1
 
 
@@ -155,11 +155,11 @@ def test_real_deepfinder_files_against_themselves(tmp_path, shared_data):
     assert main(["evaluate", str(picks), str(picks), "-o", str(report)]) == 0
     scores = json.loads(report.read_text())["scores"]
     assert scores["f1"] == 1.0 and scores["tp"] == 27 and len(scores["per_class"]) == 9
-    assert main(["evaluate", str(labels), str(labels), "-o", str(report)]) == 0
+    assert main(["evaluate", str(labels), str(labels), "-o", str(report), "--overwrite"]) == 0
     scores = json.loads(report.read_text())["scores"]
     assert scores["mean_iou"] == 1.0 and sorted(scores["per_class"], key=int) == [str(c) for c in range(1, 10)]
     # Another tomogram's picks are mostly elsewhere: F1 well below 1.
-    assert main(["evaluate", str(toy / "tomo2_particles.csv"), str(picks), "-o", str(report)]) == 0
+    assert main(["evaluate", str(toy / "tomo2_particles.csv"), str(picks), "-o", str(report), "--overwrite"]) == 0
     assert json.loads(report.read_text())["scores"]["f1"] < 0.5
 
 

@@ -69,7 +69,7 @@ def test_malformed_header_needs_permissive(tmp_path, caplog):
 
 def test_directory_named_like_a_file(tmp_path):
     (tmp_path / "dir.mrc").mkdir()
-    with pytest.raises(CorruptFileError, match=r"dir\.mrc: is a directory"):
+    with pytest.raises(InputError, match=r"dir\.mrc: is a directory, not a MRC file"):
         read_volume(tmp_path / "dir.mrc")
 
 

@@ -99,7 +99,7 @@ def test_pick_refuses_a_non_empty_output_folder(tmp_path, capsys):
     with mrcfile.new(tomo) as m:
         m.set_data(np.zeros((8, 8, 8), np.float32))
     assert main(["pick", str(tomo), "--prompt", "4,4,4", "-o", str(tmp_path)]) == 2
-    assert "not empty" in capsys.readouterr().err
+    assert "input " + str(tomo) + " lies inside the output folder" in capsys.readouterr().err
     assert truth.read_text() == "z,y,x\n1,2,3\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["particles.csv", "tomo.mrc"]
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import typer
 
-from ..errors import InputError
+from ..errors import InputError, OverwriteInputError
+from ..io.atomic import check_not_input
 
 
 def say(message: str) -> None:
@@ -19,9 +21,30 @@ def say(message: str) -> None:
         typer.echo(message)
 
 
-def check_output_dir(outdir: Path, overwrite: bool) -> None:
-    """Refuse an output folder that is a file, or that holds files unless `overwrite`."""
+OVERWRITE_HELP = "Replace existing output files."
+
+
+def check_output_dir(outdir: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> None:
+    """Before any work: refuse an output folder that is a file, that holds one of `inputs` (a run replaces what the
+    folder holds), or that holds files unless `overwrite`."""
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"output {outdir} is a file, not a folder")
+    folder = outdir.resolve()
+    for path in inputs:
+        if folder in Path(path).resolve().parents:
+            raise OverwriteInputError(f"input {path} lies inside the output folder {outdir}; write the results "
+                                      "to another folder")
     if outdir.is_dir() and any(outdir.iterdir()) and not overwrite:
         raise InputError(f"output folder {outdir} is not empty; pass --overwrite to write into it anyway")
+
+
+def check_output_files(outputs: Iterable[Path], inputs: Iterable[Path], overwrite: bool) -> None:
+    """Before any work: refuse an output file that is an input (also through a hard link), that is a folder, or
+    that exists unless `overwrite`."""
+    inputs = list(inputs)
+    for output in outputs:
+        check_not_input(output, inputs)
+        if output.is_dir():
+            raise InputError(f"output {output} is a folder; give a file name")
+        if output.exists() and not overwrite:
+            raise InputError(f"output {output} exists; pass --overwrite to replace it")

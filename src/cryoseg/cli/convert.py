@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from ..errors import InputError
-from .common import say
+from .common import OVERWRITE_HELP, check_output_files, say
 
 FORMAT_HELP = "star (RELION <= 4), star5 (RELION 5), csv, copick, ndjson"
 
@@ -24,6 +24,11 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     if len(values) != 3 or min(values) < 1:
         raise InputError(f"--shape must be three comma-separated positive integers Z,Y,X, got {text!r}")
     return values
+
+
+def record_path(output: Path) -> Path:
+    """The JSON record written beside a converted file: OUT -> OUT.record.json."""
+    return output.with_name(output.name + ".record.json")
 
 
 class _DropOutsideWarning(logging.Filter):
@@ -59,12 +64,12 @@ def convert(
                                          "STAR file with rlnTomoName, and is written as rlnTomoName / run_name."),
     class_id: int | None = typer.Option(None, "--class", help="Convert only particles of this class id (copick and "
                                         "ndjson files hold one class)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Convert particle coordinates between formats, keeping units, centring and axis order straight.
 
     Coordinates outside the volume (when the shape is known) are reported and kept.
     """
-    from ..io.atomic import check_not_input
     from ..io.coords import guess_format, read_particles, write_particles
     from ..io.record import write_record
     from .info import parse_voxel_size
@@ -72,7 +77,8 @@ def convert(
     vs = parse_voxel_size(voxel_size) if voxel_size is not None else None
     shp = parse_shape(shape) if shape is not None else None
     inputs = [src] if tomogram is None else [src, tomogram]
-    check_not_input(dst, inputs)  # before any work: the output must not replace an input
+    record = record_path(dst)
+    check_output_files([dst, record], inputs, overwrite)  # every target before any work
     if tomogram is not None:
         from ..io.volumes import read_volume_geometry
 
@@ -102,7 +108,6 @@ def convert(
 
     in_fmt = from_fmt or guess_format(src)
     out_fmt = to_fmt or guess_format(dst)
-    record = dst.with_name(dst.name + ".record.json")
     write_record(record, command="convert", input=src, output=dst, input_format=in_fmt, output_format=out_fmt,
                  particles_read=n_read, particles_written=len(particles), class_id=class_id, tomo_name=tomo_name,
                  voxel_size=vs, shape=shp, tomogram=tomogram, outside_volume=n_outside)

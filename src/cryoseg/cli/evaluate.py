@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from ..errors import InputError, UnsupportedFormatError
+from .common import OVERWRITE_HELP, check_output_files
 
 PICK_OPTIONS = ("--tolerance", "--unit", "--tomogram", "--class")
 VOLUME_OPTIONS = ("--instances", "--iou-threshold")
@@ -119,6 +120,7 @@ def evaluate(
                                                                   "ignoring the predictions' classes."),
     iou_threshold: float | None = typer.Option(None, "--iou-threshold", help="With --instances: IoU for a true "
                                                                              "positive (default 0.5)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Score predicted picks or segmentations against ground truth.
 
@@ -128,12 +130,11 @@ def evaluate(
     """  # noqa: E501 (one line per paragraph: the help text keeps line breaks)
     from rich.console import Console
 
-    from ..io.atomic import check_not_input
     from ..io.record import write_record
     from .info import parse_voxel_size
 
     if output is not None:
-        check_not_input(output, [pred, truth] + ([tomogram] if tomogram else []))
+        check_output_files([output], [pred, truth] + ([tomogram] if tomogram else []), overwrite)
     kinds = {_kind(pred), _kind(truth)}
     if len(kinds) > 1:
         raise InputError(f"cannot compare {pred} with {truth}: one is a coordinate file, the other a volume")

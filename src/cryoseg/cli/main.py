@@ -48,9 +48,33 @@ def _global_options(
     logger.setLevel(level)
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
         handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        handler.setFormatter(_OneLineFormatter("%(levelname)s: %(message)s"))
         logger.addHandler(handler)
+    _quiet_other_libraries()
     set_progress_enabled(not quiet)
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Every record on one line, whatever newlines a library put in its message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(super().format(record).split())
+
+
+def _quiet_other_libraries() -> None:
+    """Libraries' own log lines and Python warnings (tifffile's "invalid page offset", numpy's casts) would reach
+    the terminal as extra lines beside our one-line messages; they go to cryoseg's debug log (-v) instead."""
+    logging.captureWarnings(True)
+    for name in ("tifffile", "py.warnings"):
+        other = logging.getLogger(name)
+        other.propagate = False
+        if not any(isinstance(h, _ToCryosegDebug) for h in other.handlers):
+            other.addHandler(_ToCryosegDebug())
+
+
+class _ToCryosegDebug(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger("cryoseg.libraries").debug("%s: %s", record.name, record.getMessage())
 
 
 for _name in COMMAND_MODULES:
@@ -66,6 +90,30 @@ for _name in COMMAND_MODULES:
 USER_ERRORS = (CryosegError, ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError)
 
 
+def _usage_error_types() -> tuple[type[BaseException], ...]:
+    """Typer >= 0.24 raises its own click's exceptions (TyperException subclasses); older ones raise click's."""
+    types: list[type[BaseException]] = [TyperException]
+    try:
+        from click.exceptions import ClickException
+    except ImportError:
+        pass
+    else:
+        types.append(ClickException)
+    return tuple(types)
+
+
+USAGE_ERRORS = _usage_error_types()
+
+
+def one_line(text: str) -> str:
+    """`text` with every run of whitespace, newlines included, made one space: an error is one line."""
+    return " ".join(str(text).split())
+
+
+def _error(message: str) -> None:
+    print(f"cryoseg: error: {one_line(message)}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with `argv` (default: sys.argv[1:]) and return the exit code."""
     try:
@@ -77,11 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         print("cryoseg: aborted", file=sys.stderr)
         return 1
-    except TyperException as exc:  # usage errors: bad option, missing argument
-        exc.show() if hasattr(exc, "show") else print(f"cryoseg: error: {exc.format_message()}", file=sys.stderr)
-        return getattr(exc, "exit_code", 2)
+    except USAGE_ERRORS as exc:  # bad option, missing argument, unknown command
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `cryoseg` or a bare command group: the help
+            exc.show()
+            return 0
+        ctx = getattr(exc, "ctx", None)
+        hint = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
+        _error(f"{one_line(exc.format_message()).rstrip('.')}{hint}")
+        return 2
     except USER_ERRORS as exc:
-        print(f"cryoseg: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return 2
     return result if isinstance(result, int) else 0
 

@@ -11,31 +11,39 @@ def models(
     kind: str | None = typer.Option(None, "--kind", help="Only 'segmenter' or 'features' models."),
     present: bool | None = typer.Option(None, "--present/--missing", help="Only models whose weights are (not) here."),
 ) -> None:
-    """List every model: kind, family, whether its weights are present, and where (or where we looked)."""
+    """List every model: kind, family, whether its weights are here (and where), licence."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    from ..models.registry import list_models
+    from ..models.registry import MODELS_EXTRA_HINT, list_models
+    from ..models.weights import checkpoint_dir, hub_cache_dir
 
     if kind is not None and kind not in ("segmenter", "features"):
         raise InputError(f"--kind must be 'segmenter' or 'features', got {kind!r}")
     statuses = [s for s in list_models()
                 if (kind is None or s.spec.kind == kind) and (present is None or s.present == present)]
-    table = Table(title="cryoseg models")
-    table.add_column("model", style="bold", no_wrap=True)
-    table.add_column("kind", no_wrap=True)
-    table.add_column("family", no_wrap=True)
-    table.add_column("present", no_wrap=True)
-    table.add_column("licence")
-    table.add_column("where", overflow="fold")
+    # Short cells only: the table has to read well in an 80-column terminal; full paths are listed below it.
+    table = Table(title="cryoseg models", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("model", "kind", "family", "weights", "licence"):
+        table.add_column(column, no_wrap=column != "licence")
+    colours = {"missing": "red", "no backend": "yellow"}
     for status in statuses:
         spec = status.spec
-        table.add_row(spec.name, spec.kind, spec.family, "[green]yes[/]" if status.present else "[red]no[/]",
-                      spec.licence, status.where)
-    Console().print(table)
+        colour = colours.get(status.source, "green")
+        table.add_row(spec.name, spec.kind, spec.family, f"[{colour}]{status.source}[/]", spec.licence)
+    console = Console()
+    console.print(table)
+    for status in statuses:
+        if status.present and status.source != "built-in":
+            console.print(f"{status.spec.name}: {status.where}", soft_wrap=True)
     n_here = sum(s.present for s in statuses)
-    Console().print(f"{n_here} of {len(statuses)} models usable here; hub models are looked up in the local cache "
-                    "only (pass --weights to commands, or download with `hf download <hub id>`).")
+    console.print(f"{n_here} of {len(statuses)} models usable here.")
+    if any(s.source == "no backend" for s in statuses):
+        console.print(f"no backend: the transformers models need torch and transformers; {MODELS_EXTRA_HINT}.")
+    if any(s.source == "missing" for s in statuses):
+        console.print(f"missing: looked in the hub cache {hub_cache_dir()} (never downloading) and, for SAM, in "
+                      f"{checkpoint_dir()}; pass --weights to commands, or run `hf download <hub id>`.")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from ..errors import InputError, UnsupportedFormatError
-from .common import say
+from .common import OVERWRITE_HELP, check_output_files, say
 
 
 def parse_point(text: str) -> tuple[float, float, float]:
@@ -41,9 +41,9 @@ def preview(
                                                                      "of the volume."),
     pick_radius: float | None = typer.Option(None, "--pick-radius", help="Circle radius in voxels (default 5)."),
     title: str | None = typer.Option(None, "--title", help="Text above the panels (default the file name)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Write a PNG of the z, y and x planes through a point, with a label overlay and picks marked."""
-    from ..io.atomic import check_not_input
     from ..io.coords import read_particles
     from ..io.record import write_record
     from ..io.volumes import read_volume
@@ -53,8 +53,7 @@ def preview(
     if output.suffix.lower() != ".png":
         raise UnsupportedFormatError(f"{output}: previews are written as PNG; use a .png file name")
     inputs = [p for p in (tomo, labels, picks) if p is not None]
-    check_not_input(output, inputs)
-    check_not_input(record_path(output), inputs)
+    check_output_files([output, record_path(output)], inputs, overwrite)
     where = parse_point(point) if point is not None else None
 
     kwargs: dict[str, Any] = {} if voxel_size is None else {"voxel_size": parse_voxel_size(voxel_size)}

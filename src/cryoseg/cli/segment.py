@@ -75,10 +75,10 @@ def _points(inline: list[str] | None, path: Path | None, volume: Any, option: st
     return np.concatenate(parts) if parts else np.zeros((0, 3))
 
 
-def _check_output(output: Path, volume_format: str | None, overwrite: bool) -> None:
+def _check_output(output: Path, volume_format: str | None, overwrite: bool, *inputs: Path | None) -> None:
     from ..segment3d.output import check_volume_format
 
-    check_output_dir(output, overwrite)
+    check_output_dir(output, overwrite, [p for p in inputs if p is not None])
     if volume_format is not None:
         check_volume_format(volume_format)
 
@@ -129,7 +129,7 @@ def segment(
     """Segment the instances under the prompts in 3D (Cross-Plane Self-Prompting)."""
     from .. import api
 
-    _check_output(output, volume_format, overwrite)
+    _check_output(output, volume_format, overwrite, tomo, prompts, negatives)
     volume, points, negs = _load_inputs(tomo, voxel_size, nan_policy, prompt, prompts, negative, negatives)
     kwargs = _set({"segmenter": segmenter, "weights": weights, "device": device, "dtype": dtype,
                    "cache_dir": cache_dir})
@@ -172,7 +172,7 @@ def pick(
     from ..matching import MatchingConfig
     from ..pipelines.pick import PickConfig
 
-    _check_output(output, volume_format, overwrite)
+    _check_output(output, volume_format, overwrite, tomo, prompts, negatives)
     matching = _set({"tau_sim": tau_sim, "top_k": top_k, "mode": mode})
     pick_kwargs: dict[str, Any] = {}
     if tau_iou is not None or max_slices is not None:

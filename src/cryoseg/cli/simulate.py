@@ -89,7 +89,7 @@ def simulate_command(
         kwargs["noise"] = False
 
     config = SimulationConfig(**kwargs)  # bad values fail here, before anything is written
-    check_output_dir(output, overwrite)
+    check_output_dir(output, overwrite, [Path(t) for t in config.templates if Path(t).exists()])
     result = simulate(config)
     paths = result.save(output)
     counts = ", ".join(f"{t['count']} {t['name']}" for t in result.info["templates"])

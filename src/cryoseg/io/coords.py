@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import InputError, UnsupportedFormatError
 from .atomic import atomic_path, check_not_input, register_input
 from .particles import Particles
+from .paths import require_input_path
 
 logger = logging.getLogger(__name__)
 
@@ -214,13 +215,10 @@ def read_particles(path: str | Path, fmt: str | None = None, voxel_size: VoxelSi
     fmt = _check_format(fmt, path)
     vs = normalize_voxel_size(voxel_size)
     shp = normalize_shape(shape)
-    if not path.exists():
-        raise FileNotFoundError(f"coordinate file not found: {path}")
-    if path.is_dir():
-        raise InputError(f"{path} is a directory, not a coordinate file")
-    # An empty ndjson file is the valid encoding of zero points; every other format needs at least a header.
-    if path.stat().st_size == 0 and fmt != "ndjson":
-        raise InputError(f"{path}: the file is empty (0 bytes); expected a {fmt} coordinate table")
+    require_input_path(path, "coordinate file")
+    # One rule for every format: a 0-byte file is more likely a failed write than a deliberate empty set.
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty (0 bytes); expected {fmt} coordinates")
     particles = _module(fmt).read(path, vs, shp, tomo_name)
     register_input(path)
     report_outside(particles, shp, path)

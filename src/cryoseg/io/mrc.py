@@ -31,6 +31,7 @@ def read_mrc(
     """
     import mrcfile
 
+    _check_header_sizes(path)
     opener = mrcfile.mmap if mmap else mrcfile.open
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -78,6 +79,23 @@ def write_mrc(
         stats = chunk_stats(mrc.data)
         mrc.header.dmin, mrc.header.dmax = stats.min, stats.max
         mrc.header.dmean, mrc.header.rms = stats.mean, stats.std
+
+
+def _check_header_sizes(path: Path) -> None:
+    """Refuse a header whose nx, ny or nz is zero or negative before mrcfile maps the data: it would fail with an
+    overflow deep inside mmap, or return an empty "volume" with NaN statistics."""
+    import mrcfile
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.open(str(path), mode="r", permissive=True, header_only=True) as mrc:
+                sizes = (int(mrc.header.nx), int(mrc.header.ny), int(mrc.header.nz))
+    except Exception:  # an unreadable header is reported by the full read, with its own message
+        return
+    if min(sizes) <= 0:
+        raise CorruptFileError(f"{path}: not a readable MRC file (corrupt header: nx, ny, nz = {sizes}; every size "
+                               "must be positive)")
 
 
 def _truncation(path: Path) -> str | None:

@@ -78,6 +78,9 @@ def read(path: Path, voxel_size: np.ndarray | None, shape: tuple[int, int, int] 
 def prepare(particles: Particles, path: Path, voxel_size: np.ndarray | None, shape: tuple[int, int, int] | None,
             tomo_name: str | None, fmt: str) -> Callable[[Path], None]:
     """Build portal ndjson lines (voxels, x, y, z); return the function that saves them."""
+    if len(particles) == 0:  # it would be a 0-byte file, which `read_particles` refuses for every format
+        raise InputError(f"{path}: no particles to write; an ndjson point file without points would be empty "
+                         "(0 bytes), which readers cannot tell from a failed write")
     if particles.classes is not None and len(np.unique(particles.classes)) > 1:
         unique = np.unique(particles.classes)
         raise InputError(

@@ -54,6 +54,7 @@ def read_omezarr(path: Path) -> tuple[np.ndarray, tuple[float, float, float], tu
                 raise InputError(
                     f"{path}: OME-Zarr axis '{name}' has {array.shape[i]} entries; cryoseg reads one 3D volume"
                 )
+        _warn_missing_chunks(array, path)
         data = np.asarray(array[...])
     except InputError:
         raise
@@ -103,8 +104,10 @@ def write_omezarr(
         else:
             shape = data.shape
         chunks = tuple(min(CHUNK, max(n, 1)) for n in shape)
+        # every chunk stored, zeros too: a reader can then tell a missing chunk (an incomplete copy) from an empty one
         array = root.create_array(
-            str(level), shape=shape, dtype=dtype, chunks=chunks, chunk_key_encoding={"name": "v2", "separator": "/"}
+            str(level), shape=shape, dtype=dtype, chunks=chunks, chunk_key_encoding={"name": "v2", "separator": "/"},
+            config={"write_empty_chunks": True},
         )
         # whole chunks per write (a partial chunk is recompressed on every write); a level > 0 reads 8x its size
         for zs, ys in _tiles(shape, chunks, volumes.SLAB_ELEMENTS // (8 if level else 1)):
@@ -128,6 +131,15 @@ def write_omezarr(
         "version": "0.4", "name": path.name, "axes": axes, "datasets": datasets,
         "type": "mean" if mean_pool else "nearest",
     }]
+
+
+def _warn_missing_chunks(array: Any, path: Path) -> None:
+    """zarr reads a chunk that is not stored as the fill value, silently. Writers may leave out empty chunks on
+    purpose, but in a tomogram a missing chunk usually means an incomplete copy: say so."""
+    missing = int(array.nchunks) - int(array.nchunks_initialized)
+    if missing:
+        logger.warning("%s: %d of %d chunks are not stored and read as the fill value %s (an incomplete copy, or "
+                       "a writer that leaves out empty chunks)", path, missing, array.nchunks, array.fill_value)
 
 
 def _tiles(shape: tuple[int, ...], chunks: tuple[int, ...], budget: int) -> Iterator[tuple[slice, slice]]:

@@ -43,6 +43,7 @@ class Volume:
         if not np.all(np.isfinite(vs)) or np.any(vs <= 0):
             where = f"{self.source}: " if self.source else ""
             raise InputError(
-                f"{where}voxel size is missing or invalid ({self.voxel_size} Å); pass --voxel-size to set it"
+                f"{where}voxel size is missing or invalid ({', '.join(f'{v:g}' for v in self.voxel_size)} Å); "
+                "pass --voxel-size (voxel_size=) to set it"
             )
         return self.voxel_size

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CorruptFileError, InputError, UnsupportedFormatError
+from ..errors import InputError, UnsupportedFormatError
 from .atomic import atomic_path, check_not_input, register_input
+from .paths import require_input_path
 from .volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -129,6 +130,16 @@ def _voxel_size_override(voxel_size: VoxelSizeLike | None) -> tuple[float, float
     return (float(vs[0]), float(vs[1]), float(vs[2]))
 
 
+def _check_header_voxel_size(voxel_size: tuple[float, float, float], path: Path) -> None:
+    """Refuse a voxel size that is NaN, infinite or negative in the file. Zero is the usual "unset" and is kept:
+    `Volume.require_voxel_size()` refuses it where a size is needed."""
+    vs = np.asarray(voxel_size, dtype=np.float64)
+    if not np.all(np.isfinite(vs)) or np.any(vs < 0):
+        shown = ", ".join(f"{v:g}" for v in vs)
+        raise InputError(f"{path}: the header's voxel size ({shown} Å, z, y, x) is not a positive number; "
+                         "pass --voxel-size (voxel_size=) to set it")
+
+
 def _handle_nonfinite(data: np.ndarray, path: Path, nan_policy: str) -> np.ndarray:
     """Refuse NaN/Inf, or replace them with the mean of the finite values (a copy; the file is untouched)."""
     if data.dtype.kind not in "fc":
@@ -192,16 +203,13 @@ def read_volume_geometry(
         a `Volume` with data of shape (Z, Y, X) (memory-mapped where the format allows), which may hold NaN/Inf.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
     fmt = volume_format(path)
+    require_input_path(path, "OME-Zarr volume" if fmt == "omezarr" else f"{fmt.upper()} file", fmt == "omezarr")
     override = _voxel_size_override(voxel_size)
     if fmt == "omezarr":
         from .omezarr import read_omezarr
 
         data, vs, origin = read_omezarr(path)
-    elif path.is_dir():
-        raise CorruptFileError(f"{path}: is a directory, not a {fmt.upper()} file")
     elif fmt == "mrc":
         from .mrc import read_mrc
 
@@ -215,6 +223,10 @@ def read_volume_geometry(
         raise InputError(f"{path}: a single 2D image of shape {tuple(data.shape)}, not a 3D volume or stack (z, y, x)")
     if data.ndim != 3:
         raise InputError(f"{path}: expected a 3D volume (z, y, x), got an array of shape {tuple(data.shape)}")
+    if data.dtype.kind not in "biuf":
+        raise InputError(f"{path}: holds {data.dtype.name} values; cryoseg reads real-valued volumes only")
+    if override is None:
+        _check_header_voxel_size(vs, path)
     register_input(path)
     return Volume(data, voxel_size=override or vs, origin=origin, source=path)
 

@@ -12,6 +12,7 @@ torch is imported inside functions: this module is imported by the registry, whi
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
@@ -26,11 +27,44 @@ _DTYPE_NAMES = {
 }
 
 
+_DEVICE_NAME = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+
+
+def parse_device(device: Any) -> str | None:
+    """Check a device name without importing torch: None for automatic, else "cpu", "cuda", "cuda:N" or "mps"."""
+    if device is None:
+        return None
+    if not isinstance(device, str):
+        return str(device)  # a torch.device; resolve_device checks it
+    name = device.strip().lower()
+    if name in ("", "auto"):
+        return None
+    if not _DEVICE_NAME.match(name):
+        raise InputError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
+    return name
+
+
+def parse_precision(dtype: Any) -> str | None:
+    """Check a precision name without importing torch: None for the default, else "float32", "float16" or
+    "bfloat16"."""
+    if dtype is None or not isinstance(dtype, str):
+        return None if dtype is None else str(dtype).replace("torch.", "")
+    text = dtype.strip().lower()
+    if text in ("", "auto"):
+        return None
+    name = _DTYPE_NAMES.get(text)
+    if name is None:
+        raise InputError(f"unknown precision {dtype!r}; use fp32, fp16 or bf16")
+    return name
+
+
 def resolve_device(device: Any = None) -> torch.device:
     """Return the torch device to run on: `device` if given and available, else the best available one."""
     import torch
 
-    if device is None or (isinstance(device, str) and device.strip().lower() in ("", "auto")):
+    if isinstance(device, str):
+        device = parse_device(device)
+    if device is None:
         if torch.cuda.is_available():
             return torch.device("cuda")
         mps = getattr(torch.backends, "mps", None)
@@ -61,13 +95,7 @@ def resolve_dtype(dtype: Any, device: torch.device) -> torch.dtype:
 
     if dtype is None or (isinstance(dtype, str) and dtype.strip().lower() in ("", "auto")):
         return torch.float32
-    if isinstance(dtype, torch.dtype):
-        resolved = dtype
-    else:
-        name = _DTYPE_NAMES.get(str(dtype).strip().lower())
-        if name is None:
-            raise InputError(f"unknown precision {dtype!r}; use fp32, fp16 or bf16")
-        resolved = getattr(torch, name)
+    resolved = dtype if isinstance(dtype, torch.dtype) else getattr(torch, parse_precision(dtype) or "float32")
     if resolved not in (torch.float32, torch.float16, torch.bfloat16):
         raise InputError(f"unsupported precision {dtype!r}; use fp32, fp16 or bf16")
     if resolved != torch.float32 and device.type == "cpu":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CorruptFileError, InputError, UnknownModelError, WeightsNotFoundError
+from ..errors import CorruptFileError, InputError, MissingDependencyError, UnknownModelError, WeightsNotFoundError
 from .base import FeatureExtractor, PromptableSegmenter
 from .weights import WeightsLocation, locate_weights, places_looked, weights_hash
 
@@ -30,6 +31,11 @@ logger = logging.getLogger(__name__)
 
 SEGMENTER = "segmenter"
 FEATURES = "features"
+
+# What the transformers backends import, beyond the base install, and how a user gets it.
+HF_BACKEND_PACKAGES = ("torch", "transformers", "safetensors", "huggingface_hub")
+MODELS_EXTRA_HINT = ("install the torch build for your machine (CPU: pip install torch==2.13.0), "
+                     "then pip install 'cryoseg[models]'")
 
 
 @dataclass(frozen=True)
@@ -78,11 +84,14 @@ class ModelStatus:
         spec: the model.
         present: True if it can be loaded without downloading.
         where: the path found ("built-in" for tiny and weight-free models), or the places looked.
+        source: in one word or two: "built-in", "hub cache", "checkpoint" (Meta's .pth), "folder", "missing"
+            or "no backend" (torch/transformers not installed).
     """
 
     spec: ModelSpec
     present: bool
     where: str
+    source: str = ""
 
 
 def _specs() -> list[ModelSpec]:
@@ -112,7 +121,7 @@ def _specs() -> list[ModelSpec]:
     for v, dim in dinov3.items():
         specs.append(ModelSpec(f"dinov3-vit{v}", "dinov3", FEATURES, "DINOv3ViTModel",
                                f"facebook/dinov3-vit{v}-pretrain-lvd1689m", None, 512, 16, dim,
-                               "DINOv3 License (gated)", description=f"DINOv3 ViT-{v.upper()} (LVD-1689M)"))
+                               "DINOv3 (gated)", description=f"DINOv3 ViT-{v.upper()} (LVD-1689M)"))
     for size, patch, dim in (("base", 16, 768), ("large", 16, 1024), ("huge", 14, 1280)):
         specs.append(ModelSpec(f"mae-vit-{size}", "mae", FEATURES, "ViTMAEModel", f"facebook/vit-mae-{size}", None,
                                224, patch, dim, "apache-2.0", description=f"MAE ViT-{size} encoder (masking off)"))
@@ -135,7 +144,7 @@ def _specs() -> list[ModelSpec]:
             ("tiny-mae", "mae", FEATURES, "ViTMAEModel", 8, 32),
             ("tiny-sam-encoder", "sam-encoder", FEATURES, "SamModel", 8, 16)]
     for name, family, kind, cls, patch, dim in tiny:
-        specs.append(ModelSpec(name, family, kind, cls, None, None, 64, patch, dim, "none (random)", builtin=True,
+        specs.append(ModelSpec(name, family, kind, cls, None, None, 64, patch, dim, "none", builtin=True,
                                description="tiny random weights (seeded), for tests and dry runs"))
     return specs
 
@@ -159,19 +168,44 @@ def get_spec(name: str) -> ModelSpec:
     return spec
 
 
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):  # a broken or blocked installation counts as missing
+        return False
+
+
+def missing_packages(spec: ModelSpec) -> list[str]:
+    """The Python packages `spec`'s backend needs that are not installed (none for weight-free backends)."""
+    return [] if spec.impl else [name for name in HF_BACKEND_PACKAGES if not _installed(name)]
+
+
+def require_backend(spec: ModelSpec) -> None:
+    """Raise `MissingDependencyError` in one line if `spec`'s backend packages are not installed."""
+    missing = missing_packages(spec)
+    if missing:
+        raise MissingDependencyError(f"model '{spec.name}' needs {', '.join(missing)}, which "
+                                     f"{'is' if len(missing) == 1 else 'are'} not installed: {MODELS_EXTRA_HINT}")
+
+
 def list_models() -> list[ModelStatus]:
     """Every registered model with whether its weights are on this machine and where (no network)."""
     statuses = []
     for spec in REGISTRY.values():
+        if missing_packages(spec):
+            statuses.append(ModelStatus(spec, False, "backend not installed", "no backend"))
+            continue
         if spec.builtin:
-            statuses.append(ModelStatus(spec, True, "built-in"))
+            statuses.append(ModelStatus(spec, True, "built-in", "built-in"))
             continue
         try:
             loc = locate_weights(spec)
         except WeightsNotFoundError:
-            statuses.append(ModelStatus(spec, False, "not found; looked in " + ", ".join(places_looked(spec))))
+            statuses.append(ModelStatus(spec, False, "not found; looked in " + ", ".join(places_looked(spec)),
+                                        "missing"))
         else:
-            statuses.append(ModelStatus(spec, True, loc.describe()))
+            source = "hub cache" if loc.hub_id else "checkpoint" if loc.kind == "original" else "folder"
+            statuses.append(ModelStatus(spec, True, loc.describe(), source))
     return statuses
 
 
@@ -185,10 +219,24 @@ def _check_kind(spec: ModelSpec, kind: str) -> None:
         raise InputError(f"model '{spec.name}' is {what}; use one of: {others}")
 
 
+def _check_device_exists(device: str) -> None:
+    """Refuse a GPU that is not there, also for backends that would not use it: the user asked for it."""
+    if not _installed("torch"):
+        raise MissingDependencyError(f"device {device!r} needs torch, which is not installed: {MODELS_EXTRA_HINT}")
+    from .device import resolve_device
+
+    resolve_device(device)
+
+
 def _weight_free(spec: ModelSpec, weights: Any, device: Any, dtype: Any) -> Any:
     if weights is not None:
         raise InputError(f"model '{spec.name}' is weight-free and takes no weights (got {weights})")
-    if device not in (None, "auto", "cpu") or dtype not in (None, "auto", "fp32", "float32"):
+    from .device import parse_device, parse_precision
+
+    dev, precision = parse_device(device), parse_precision(dtype)
+    if dev not in (None, "cpu"):
+        _check_device_exists(dev)
+    if dev not in (None, "cpu") or precision not in (None, "float32"):
         logger.warning("model '%s' is weight-free and runs on the CPU in float32; device/precision ignored", spec.name)
     module_name, _, cls_name = (spec.impl or "").partition(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
@@ -309,6 +357,7 @@ def load_segmenter(
     _check_kind(spec, SEGMENTER)
     if spec.impl:
         return _weight_free(spec, weights, device, dtype)
+    require_backend(spec)
     from .device import resolve_device, resolve_dtype
     from .hf_segmenters import HFPromptableSegmenter
 
@@ -338,10 +387,13 @@ def load_feature_extractor(
     """
     spec = get_spec(name)
     _check_kind(spec, FEATURES)
+    if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
+        raise InputError(f"batch size must be a positive integer, got {batch_size}")
     if spec.impl:
         if batch_size is not None or input_size is not None:
             logger.warning("model '%s' is weight-free; batch_size/input_size ignored", spec.name)
         return _weight_free(spec, weights, device, dtype)
+    require_backend(spec)
     from .device import resolve_device, resolve_dtype
     from .hf_features import DEFAULT_BATCH_SIZE, HFFeatureExtractor
 

@@ -17,6 +17,8 @@ from ..viz import save_preview
 
 log = logging.getLogger(__name__)
 
+RECORD = "demo.json"  # written last: a demo folder without it is incomplete
+
 
 @dataclass
 class DemoResult:
@@ -58,9 +60,19 @@ def run_demo(outdir: str | Path, seed: int = 0, config: SimulationConfig | None 
     Layout: `simulation/` (tomogram, labels, particles, record), `pick/` (instances, mask, picks, preview,
     report), `truth_preview.png`, `demo.json`.
     """
-    from .. import api
+    from ..io.atomic import staged_folder
 
     outdir = Path(outdir)
+    with staged_folder(outdir, RECORD) as stage:
+        result = _run(stage, seed, config)
+    result.files = {k: outdir / p.relative_to(stage) for k, p in result.files.items()}
+    return result
+
+
+def _run(outdir: Path, seed: int, config: SimulationConfig | None) -> DemoResult:
+    """`run_demo` writing into `outdir` (a staging folder), its record last."""
+    from .. import api
+
     timer = StageTimer()
     with timer("simulate"):
         sim = simulate(config or SimulationConfig(seed=seed))
@@ -78,7 +90,7 @@ def run_demo(outdir: str | Path, seed: int = 0, config: SimulationConfig | None 
     segmentation = segmentation_scores(result.mask.data.astype(bool), sim.labels.data == cls)
     files["truth_preview"] = save_preview(sim.tomogram, outdir / "truth_preview.png", point=prompt,
                                           labels=sim.labels.data, picks=truth.coords, title=f"truth: {name}")
-    files["record"] = write_record(outdir / "demo.json", kind="demo", seed=seed, class_name=name, prompt=prompt,
+    files["record"] = write_record(outdir / RECORD, kind="demo", seed=seed, class_name=name, prompt=prompt,
                                    picking=picking.to_dict(), segmentation=segmentation.to_dict(),
-                                   seconds=timer.seconds, files={k: str(p) for k, p in files.items()})
+                                   seconds=timer.seconds, files={k: str(p.relative_to(outdir)) for k, p in files.items()})
     return DemoResult(name, prompt, picking, segmentation, files, timer.seconds)

@@ -127,8 +127,10 @@ def _check_prompted(infos: list[InstanceInfo]) -> None:
             z, y, x = info.prompt
             raise InputError(f"prompt {n} at (z, y, x) = ({z:g}, {y:g}, {x:g}) gave an empty mask: nothing there "
                              f"stands out from its surroundings (is it on background?)")
-        if info.status == "duplicate":
-            log.warning("prompt %d lies inside the instance of an earlier prompt; it adds nothing", n)
+    inside = [n for n, info in enumerate(infos, 1) if info.status == "duplicate"]
+    if inside:
+        log.warning("%d prompt(s) (%s) lie inside the instance of an earlier prompt; they add nothing", len(inside),
+                    ", ".join(map(str, inside[:5])) + (", ..." if len(inside) > 5 else ""))
 
 
 def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, extractor: FeatureExtractor,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, staged_folder
 from ..io.particles import Particles
 from ..io.record import write_record
 from ..io.volume import Volume
@@ -18,6 +18,7 @@ from .result import InstanceInfo
 
 log = logging.getLogger(__name__)
 
+REPORT = "report.json"  # written last: a run folder without it is incomplete
 VOLUME_FORMATS = {"mrc": ".mrc", "zarr": ".ome.zarr"}
 # (file name, write_particles format): RELION 4 (voxels), RELION 5 (centred Å), CSV, copick JSON.
 PARTICLE_FILES = (("particles.star", "star"), ("particles_relion5.star", "star5"), ("particles.csv", "csv"),
@@ -38,6 +39,9 @@ def write_outputs(outdir: str | Path, labels: Volume, particles: Particles, inst
                   tomo_name: str | None = None) -> dict[str, Path]:
     """Write every output of a run into `outdir` and return {name: path}.
 
+    The files are built in a staging folder and moved in with report.json last (`io.atomic.staged_folder`): a
+    folder without report.json is an incomplete run.
+
     Args:
         labels: int32 instance labels (Z, Y, X) with the tomogram's voxel size (kept in every volume written).
         particles: one row per kept instance, z, y, x voxels.
@@ -51,13 +55,24 @@ def write_outputs(outdir: str | Path, labels: Volume, particles: Particles, inst
         tomo_name: tomogram name in the coordinate files (rlnTomoName, copick run_name), which RELION 5 needs
             to find the picks' tomogram; default: the tomogram's file name without its extension.
     """
+    suffix = check_volume_format(volume_format)
+    outdir = Path(outdir)
+    inputs = tuple(inputs) + ((tomogram.source,) if tomogram is not None and tomogram.source else ())
+    with staged_folder(outdir, REPORT, inputs) as stage:
+        files = _write_all(stage, suffix, labels, particles, instances, report, tomogram, point, inputs,
+                           extra_columns, tomo_name)
+    log.info("wrote %d files to %s", len(files), outdir)
+    return {k: outdir / p.relative_to(stage) for k, p in files.items()}
+
+
+def _write_all(outdir: Path, suffix: str, labels: Volume, particles: Particles, instances: Sequence[InstanceInfo],
+               report: dict[str, Any], tomogram: Volume | None, point: np.ndarray | None,
+               inputs: Sequence[str | Path], extra_columns: dict[str, np.ndarray] | None,
+               tomo_name: str | None) -> dict[str, Path]:
+    """Write the outputs into `outdir` (the staging folder); arguments as `write_outputs`."""
     from ..io.coords import write_particles
     from ..io.volumes import write_volume
 
-    suffix = check_volume_format(volume_format)
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    inputs = tuple(inputs) + ((tomogram.source,) if tomogram is not None and tomogram.source else ())
     files: dict[str, Path] = {}
     mask = Volume((labels.data > 0).astype(np.uint8), labels.voxel_size, labels.origin)
     files["instances"] = write_volume(labels, outdir / f"instances{suffix}", inputs=inputs)
@@ -82,8 +97,7 @@ def write_outputs(outdir: str | Path, labels: Volume, particles: Particles, inst
                                         picks=particles.coords, title=f"{len(particles)} instance(s)")
     report = {**report, "voxel_size": list(voxel_size),
               "files": {k: str(v.name) for k, v in files.items()}}
-    files["report"] = write_record(outdir / "report.json", **report)
-    log.info("wrote %d files to %s", len(files), outdir)
+    files["report"] = write_record(outdir / REPORT, **report)
     return files
 
 

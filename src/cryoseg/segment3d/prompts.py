@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import numpy as np
 from ..errors import InputError
 from ..io.particles import Particles
 from ..io.volume import Volume
+
+log = logging.getLogger(__name__)
 
 
 def as_points(points: Any, shape: tuple[int, int, int], what: str = "prompt") -> np.ndarray:
@@ -47,6 +50,34 @@ def as_points(points: Any, shape: tuple[int, int, int], what: str = "prompt") ->
         raise InputError(f"{what} {i + 1} at (z, y, x) = ({z:g}, {y:g}, {x:g}) voxels lies outside the volume of "
                          f"shape {tuple(shape)} (z, y, x)")
     return arr
+
+
+def reconcile_prompts(prompts: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+    """Drop prompts that repeat an earlier one's voxel (one warning with the count), and refuse a negative point on
+    the voxel of a prompt, which would ask for a voxel to be both inside and outside an instance.
+
+    Args:
+        prompts: (N, 3) z, y, x voxels.
+        negatives: (M, 3) z, y, x voxels.
+
+    Returns:
+        (K, 3) the prompts in their order, each voxel once.
+    """
+    shape = np.full(3, np.iinfo(np.int64).max)
+    voxels = to_voxel(prompts, shape)
+    if len(negatives):
+        clash = (voxels[:, None, :] == to_voxel(negatives, shape)[None]).all(axis=2)
+        if clash.any():
+            i, j = (int(k) for k in np.argwhere(clash)[0])
+            z, y, x = prompts[i]
+            raise InputError(f"negative point {j + 1} is on the voxel of prompt {i + 1} at (z, y, x) = "
+                             f"({z:g}, {y:g}, {x:g}); a voxel cannot be both inside and outside an instance")
+    _, first = np.unique(voxels, axis=0, return_index=True)
+    keep = np.sort(first)
+    if len(keep) < len(prompts):
+        log.warning("%d of %d prompts repeat the voxel of an earlier prompt; each voxel is used once",
+                    len(prompts) - len(keep), len(prompts))
+    return prompts[keep]
 
 
 def to_voxel(points: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:

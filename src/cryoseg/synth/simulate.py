@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..io.particles import Particles
 from ..io.record import StageTimer
 from ..io.volume import Volume
 from ..progress import track
+from ..resources import available_memory_bytes, format_bytes
 from .config import SimulationConfig
 from .ctf import CTFParams, ctf_grid, delocalisation
 from .fourier import apply_filter, padded_shape
@@ -68,16 +71,22 @@ class Simulation:
         Template maps the simulation read are never overwritten. Returns the path of each file by key
         (tomogram, labels, instances, particles_csv, particles_star, record).
         """
-        from ..io.atomic import check_not_input
-        from ..io.coords import write_particles
-        from ..io.record import write_record
-        from ..io.volumes import write_volume
+        from ..io.atomic import check_not_input, staged_folder
 
         outdir = Path(outdir)
         inputs = [t["source"] for t in self.info.get("templates", []) if not t["source"].startswith("builtin:")]
         for name in FILES.values():  # refuse before writing anything, so a refusal leaves no partial set
             check_not_input(outdir / name, inputs)
-        outdir.mkdir(parents=True, exist_ok=True)
+        with staged_folder(outdir, FILES["record"], inputs) as stage:
+            paths = self._write(stage, inputs)
+        return {k: outdir / p.name for k, p in paths.items()}
+
+    def _write(self, outdir: Path, inputs: list[str]) -> dict[str, Path]:
+        """Write every file of `save` into `outdir` (a staging folder), the record last."""
+        from ..io.coords import write_particles
+        from ..io.record import write_record
+        from ..io.volumes import write_volume
+
         paths: dict[str, Path] = {}
         for key in ("tomogram", "labels", "instances"):
             paths[key] = write_volume(getattr(self, key), outdir / FILES[key], inputs=inputs)
@@ -95,6 +104,20 @@ class Simulation:
         return paths
 
 
+# Peak memory per voxel of the volume: 20 bytes measured at 200x512x512 (benchmarks/README.md), with a margin.
+BYTES_PER_VOXEL = 24
+
+
+def _check_memory(config: SimulationConfig) -> None:
+    """Refuse a volume whose simulation cannot fit in the memory available now, before allocating anything."""
+    needed = math.prod(config.shape) * BYTES_PER_VOXEL
+    available = available_memory_bytes()
+    if available is not None and needed > available:
+        shape = "x".join(map(str, config.shape))
+        raise InputError(f"simulating {shape} voxels needs about {format_bytes(needed)} of memory but "
+                         f"{format_bytes(available)} is available; choose a smaller --shape")
+
+
 def simulate(config: SimulationConfig | None = None) -> Simulation:
     """Simulate a tomogram with exact ground truth. The same config (seed included) gives identical output.
 
@@ -103,6 +126,7 @@ def simulate(config: SimulationConfig | None = None) -> Simulation:
     """
     config = SimulationConfig() if config is None else config
     config.validate()
+    _check_memory(config)
     threads = available_threads(config.threads)
     timer = StageTimer()
     streams = np.random.SeedSequence(config.seed).spawn(len(_STREAMS))
