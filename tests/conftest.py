@@ -30,3 +30,44 @@ def _restore_cli_state():
     logger.handlers[:] = handlers
     logger.setLevel(level)
     set_progress_enabled(enabled)
+
+
+def folder_state(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Every path under `folder` (hidden ones too) with its size and content: equal states mean nothing was
+    written, replaced or left behind."""
+    state = {}
+    for path in sorted(folder.rglob("*")):
+        rel = str(path.relative_to(folder))
+        if path.is_fifo():
+            state[rel] = (-1, b"fifo")
+        elif path.is_file():
+            state[rel] = (path.stat().st_size, path.read_bytes())
+        else:
+            state[rel] = (0, b"dir")
+    return state
+
+
+@pytest.fixture
+def snapshot():
+    """`folder_state` as a fixture, for tests that compare a folder before and after."""
+    return folder_state
+
+
+@pytest.fixture
+def cli_refuses(capsys):
+    """`cli_refuses(argv, message, folder)`: the CLI answers `argv` with exit code 2 and exactly one line on stderr,
+    `cryoseg: error: ...` containing `message`, and leaves `folder` exactly as it was. Returns that line."""
+    from cryoseg.cli.main import main
+
+    def check(argv: list[str], message: str, folder: Path) -> str:
+        capsys.readouterr()
+        before = folder_state(folder)
+        code = main([str(a) for a in argv])
+        err = capsys.readouterr().err
+        assert code == 2, (code, err)
+        assert err.startswith("cryoseg: error: ") and err.count("\n") == 1, err
+        assert message in err, err
+        assert folder_state(folder) == before, "the refused command changed the folder"
+        return err.strip()
+
+    return check

@@ -236,3 +236,19 @@ def test_geometry_read_skips_the_value_check_but_not_the_file_checks(tmp_path):
     with pytest.raises(CorruptFileError, match=r"cut\.mrc: truncated MRC file"):
         read_volume_geometry(tmp_path / "cut.mrc")
     assert files(tmp_path) == ["cut.mrc", "nan.mrc"]
+
+
+def test_missing_omezarr_chunks_are_reported(tmp_path, caplog):
+    import logging
+
+    data = np.zeros((70, 10, 10), np.float32)  # two chunks along z, both zero: both stored all the same
+    path = write_volume(Volume(data, voxel_size=10.0), tmp_path / "v.ome.zarr")
+    with caplog.at_level(logging.WARNING, logger="cryoseg"):
+        read_volume(path)
+    assert "chunks are not stored" not in caplog.text
+    chunk_files = sorted(p for p in (path / "0").rglob("*") if p.is_file() and not p.name.startswith("."))
+    assert len(chunk_files) == 2
+    chunk_files[1].unlink()  # an incomplete copy
+    with caplog.at_level(logging.WARNING, logger="cryoseg"):
+        read_volume(path)
+    assert "v.ome.zarr: 1 of 2 chunks are not stored and read as the fill value 0" in caplog.text

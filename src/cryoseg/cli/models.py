@@ -36,14 +36,15 @@ def models(
     console.print(table)
     for status in statuses:
         if status.present and status.source != "built-in":
-            console.print(f"{status.spec.name}: {status.where}", soft_wrap=True)
+            console.print(f"{status.spec.name}: {status.where}", soft_wrap=True, markup=False)
     n_here = sum(s.present for s in statuses)
     console.print(f"{n_here} of {len(statuses)} models usable here.")
     if any(s.source == "no backend" for s in statuses):
-        console.print(f"no backend: the transformers models need torch and transformers; {MODELS_EXTRA_HINT}.")
+        console.print(f"no backend: the transformers models need torch and transformers; {MODELS_EXTRA_HINT}.",
+                      markup=False)
     if any(s.source == "missing" for s in statuses):
         console.print(f"missing: looked in the hub cache {hub_cache_dir()} (never downloading) and, for SAM, in "
-                      f"{checkpoint_dir()}; pass --weights to commands, or run `hf download <hub id>`.")
+                      f"{checkpoint_dir()}; pass --weights to commands, or run `hf download <hub id>`.", markup=False)
 
 
 def register(app: typer.Typer) -> None:

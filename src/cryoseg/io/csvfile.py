@@ -14,6 +14,7 @@ Floats are written with full precision, so a round trip is exact.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,11 +33,15 @@ def _load(path: Path):
     import pandas as pd
 
     try:
-        df = pd.read_csv(path, skipinitialspace=True)
+        with warnings.catch_warnings():
+            # a row longer than the header would silently become an index (or lose values): refuse it
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, skipinitialspace=True, index_col=False)
     except pd.errors.EmptyDataError as exc:
         raise InputError(f"{path}: the CSV file has no header and no rows") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise CorruptFileError(f"{path}: not a readable CSV table ({type(exc).__name__}: {exc})") from exc
+    except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, ValueError) as exc:
+        problem = " ".join(str(exc).split())  # pandas puts newlines in its messages
+        raise CorruptFileError(f"{path}: not a readable CSV table ({type(exc).__name__}: {problem})") from exc
     df.columns = [str(c).strip().lower() for c in df.columns]
     return df
 

@@ -228,6 +228,15 @@ def _check_device_exists(device: str) -> None:
     resolve_device(device)
 
 
+def _automatic_device() -> str:
+    """The device type "auto" picks: "cpu" without torch."""
+    if not _installed("torch"):
+        return "cpu"
+    from .device import resolve_device
+
+    return resolve_device(None).type
+
+
 def _weight_free(spec: ModelSpec, weights: Any, device: Any, dtype: Any) -> Any:
     if weights is not None:
         raise InputError(f"model '{spec.name}' is weight-free and takes no weights (got {weights})")
@@ -236,6 +245,8 @@ def _weight_free(spec: ModelSpec, weights: Any, device: Any, dtype: Any) -> Any:
     dev, precision = parse_device(device), parse_precision(dtype)
     if dev not in (None, "cpu"):
         _check_device_exists(dev)
+    if precision in ("float16", "bfloat16") and (dev or _automatic_device()) == "cpu":  # as the torch backends say
+        raise InputError(f"precision {dtype!r} needs a GPU (cuda or mps); on the CPU use fp32")
     if dev not in (None, "cpu") or precision not in (None, "float32"):
         logger.warning("model '%s' is weight-free and runs on the CPU in float32; device/precision ignored", spec.name)
     module_name, _, cls_name = (spec.impl or "").partition(":")

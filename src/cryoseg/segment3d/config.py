@@ -64,8 +64,8 @@ class SelfPromptConfig:
             raise InputError(f"min_area must be at least 1 pixel, got {self.min_area}")
         if not 0.0 < self.max_area_fraction <= 1.0:
             raise InputError(f"max_area_fraction must lie in (0, 1], got {self.max_area_fraction}")
-        if self.max_slices is not None and self.max_slices < 0:
-            raise InputError(f"max_slices must be >= 0 or None, got {self.max_slices}")
+        if self.max_slices is not None and self.max_slices < 1:
+            raise InputError(f"max_slices must be at least 1 (None: no limit), got {self.max_slices}")
         if self.point_strategy not in POINT_STRATEGIES:
             raise InputError(f"point_strategy must be one of {POINT_STRATEGIES}, got {self.point_strategy!r}")
         if self.negative_reach < 0:
