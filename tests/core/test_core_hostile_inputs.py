@@ -212,3 +212,12 @@ def test_models_extra_is_named_when_the_backend_is_missing(work, cli_refuses, mo
                             (["--segmenter", "sam-vit-b", "--weights", work / "x.pth"], "model 'sam-vit-b' needs"),
                             (["--device", "cuda"], "device 'cuda' needs torch")):
         assert hint in cli_refuses(base + option, message, work)
+
+
+def test_an_unwritable_output_is_refused_before_any_work(work, cli_refuses):
+    cli_refuses(["pick", work / "tomo.mrc", "--prompt", "10,12,14", "-o", work / "picks.csv" / "out"],
+                "picks.csv is not a folder", work)
+    # /proc (Linux, where CI runs): a folder that not even root can create files in
+    cli_refuses(["pick", work / "tomo.mrc", "--prompt", "10,12,14", "-o", "/proc/cryoseg-out"],
+                "cannot write /proc/cryoseg-out: /proc is not writable", work)
+    cli_refuses(["preview", work / "tomo.mrc", "-o", "/proc/p.png"], "cannot write /proc/p.png", work)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,11 +25,24 @@ def say(message: str) -> None:
 OVERWRITE_HELP = "Replace existing output files."
 
 
+def check_writable(path: Path) -> None:
+    """Refuse, before any work, an output whose folder cannot be created or written to: try it."""
+    folder = path.parent.absolute()
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise InputError(f"cannot write {path}: {existing} is not a folder")
+    try:
+        tempfile.TemporaryDirectory(dir=existing).cleanup()
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {existing} is not writable ({exc.strerror or exc})") from None
+
+
 def check_output_dir(outdir: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> None:
-    """Before any work: refuse an output folder that is a file, that holds one of `inputs` (a run replaces what the
-    folder holds), or that holds files unless `overwrite`."""
+    """Before any work: refuse an output folder that is a file, that cannot be written, that holds one of `inputs`
+    (a run replaces what the folder holds), or that holds files unless `overwrite`."""
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"output {outdir} is a file, not a folder")
+    check_writable(outdir)
     folder = outdir.resolve()
     for path in inputs:
         if folder in Path(path).resolve().parents:
@@ -43,6 +57,7 @@ def check_output_files(outputs: Iterable[Path], inputs: Iterable[Path], overwrit
     that exists unless `overwrite`."""
     inputs = list(inputs)
     for output in outputs:
+        check_writable(output)
         check_not_input(output, inputs)
         if output.is_dir():
             raise InputError(f"output {output} is a folder; give a file name")
