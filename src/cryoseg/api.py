@@ -54,6 +54,10 @@ def _inputs(volume: VolumeLike, voxel_size: float | tuple[float, float, float] |
     from .segment3d.prompts import load_prompts, reconcile_prompts
 
     vol = load_tomogram(volume, voxel_size)
+    if min(vol.shape) < 2:  # the views along the thin axis would be 1-pixel-wide slices
+        where = f"{vol.source}: " if vol.source else ""
+        raise InputError(f"{where}a volume of shape {vol.shape} (z, y, x) is one voxel thick; segmenting in 3D "
+                         "needs at least 2 voxels along each axis")
     vol.require_voxel_size()  # the outputs carry Å; refuse now, not after the work
     points = load_prompts(prompts, vol, "prompt")
     negatives = load_prompts(negative, vol, "negative point")

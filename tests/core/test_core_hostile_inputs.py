@@ -221,3 +221,9 @@ def test_an_unwritable_output_is_refused_before_any_work(work, cli_refuses):
     cli_refuses(["pick", work / "tomo.mrc", "--prompt", "10,12,14", "-o", "/proc/cryoseg-out"],
                 "cannot write /proc/cryoseg-out: /proc is not writable", work)
     cli_refuses(["preview", work / "tomo.mrc", "-o", "/proc/p.png"], "cannot write /proc/p.png", work)
+
+
+def test_a_volume_one_voxel_thick(work, cli_refuses):
+    write_volume(Volume(np.ones((1, 24, 28), np.float32), voxel_size=10.0), work / "flat.mrc")
+    cli_refuses(["pick", work / "flat.mrc", "--prompt", "0,12,14", "-o", work / "out"],
+                "flat.mrc: a volume of shape (1, 24, 28) (z, y, x) is one voxel thick", work)
