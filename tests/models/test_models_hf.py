@@ -141,9 +141,10 @@ def test_embedding_arrays_round_trip_for_the_cache(name, image):
 
 
 @pytest.mark.parametrize(("name", "expected_xy"), [
-    # SAM: longest side 70 -> 64 and 45 -> round(41.1) = 41 rows; SAM 2: stretch to 64 x 64
-    ("tiny-sam", ((60 + 0.5) * 64 / 70 - 0.5, (10 + 0.5) * 41 / 45 - 0.5)),
-    ("tiny-sam2", ((60 + 0.5) * 64 / 70 - 0.5, (10 + 0.5) * 64 / 45 - 0.5)),
+    # SAM: longest side 70 -> 64 and 45 -> round(41.1) = 41 rows; SAM 2: stretch to 64 x 64.
+    # Both scale the pixel index, as Meta's predictors do (apply_coords / transform_coords).
+    ("tiny-sam", (60 * 64 / 70, 10 * 41 / 45)),
+    ("tiny-sam2", (60 * 64 / 70, 10 * 64 / 45)),
 ])
 def test_prompts_reach_the_model_as_xy_in_its_frame(name, expected_xy, image, monkeypatch):
     seg = load_segmenter(name)

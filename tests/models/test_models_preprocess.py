@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from cryoseg.errors import InputError
 from cryoseg.models.preprocess import (
@@ -18,6 +19,8 @@ from cryoseg.models.preprocess import (
     patch_geometry,
     stretch_geometry,
     to_model_input,
+    to_sam_input,
+    to_uint8,
 )
 
 shapes = st.tuples(st.integers(1, 700), st.integers(1, 700))
@@ -82,19 +85,49 @@ def test_boxes_map_like_their_corners():
     assert out[0, 0] < out[0, 2] and out[0, 1] < out[0, 3]  # (x0, y0, x1, y1)
 
 
+@pytest.mark.parametrize("layout", ["longest", "stretch"])
+def test_prompts_map_as_metas_predictors_scale_them(layout):
+    """Prompts: pixel index times scale (segment-anything's apply_coords, SAM 2's transform_coords), which is
+    half a pixel times (1 - s) away from the pixel-centre mapping."""
+    g = _geometry((45, 70), layout, 64)
+    sy, sx = g.scale
+    pts = np.array([[10.0, 60.0], [0.0, 0.0], [44.0, 69.0]])
+    xy = g.prompts_to_model(pts)
+    np.testing.assert_allclose(xy, np.stack([pts[:, 1] * sx, pts[:, 0] * sy], axis=-1))
+    np.testing.assert_allclose(xy - g.points_to_model(pts), [[0.5 * (1 - sx), 0.5 * (1 - sy)]] * 3, atol=1e-12)
+    boxes = np.array([[1.0, 2.0, 30.0, 65.0]])
+    np.testing.assert_allclose(g.prompt_boxes_to_model(boxes)[0], np.r_[g.prompts_to_model(boxes[0, :2]),
+                                                                        g.prompts_to_model(boxes[0, 2:])])
+
+
 # --- masks back to slice pixels -----------------------------------------------------------------------------
 
 
-def _axis_rule(c: np.ndarray, lo: int, hi: int, low: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For pixel centres `c` (in low-res cell units) and cells [lo, hi) set to +1 (else -1): whether bilinear
-    sampling along this axis reads two cells of the same value ("clear"), the expected inside-ness, and ties."""
-    u = np.clip(c - 0.5, 0, low - 1)
-    i0 = np.floor(u).astype(int)
-    i1 = np.minimum(i0 + 1, low - 1)
-    in0 = (i0 >= lo) & (i0 < hi)
-    in1 = (i1 >= lo) & (i1 < hi)
-    clear = in0 == in1
-    inside = np.where(clear, in0, (c > lo) & (c < hi))
+def _axis_rule(n: int, resized: int, frame: int, low: int, lo: int, hi: int,
+               via_frame: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the `n` slice pixels along one axis and cells [lo, hi) set to +1 (else -1): whether every low-res
+    cell the bilinear resampling reads has the same value ("clear"), the expected inside-ness, and ties.
+
+    One step (SAM 2) reads the two cells around each pixel centre; SAM's two steps read the two frame pixels
+    around it (clamped to the content), each from its two cells. Where cells differ, the value is linear in
+    the position across the edge, so the pixel is inside when its centre is."""
+    k = frame / low  # frame pixels per cell
+    f = (np.arange(n) + 0.5) * resized / n - 0.5  # frame index coordinate of each pixel centre
+    if via_frame:
+        f = np.clip(f, 0, resized - 1)
+        f0 = np.floor(f).astype(int)
+        rows = [f0, np.minimum(f0 + 1, resized - 1)]
+    else:
+        rows = [f]
+    cells = []
+    for row in rows:
+        u = np.clip((row + 0.5) / k - 0.5, 0, low - 1)
+        i0 = np.floor(u).astype(int)
+        cells += [i0, np.minimum(i0 + 1, low - 1)]
+    ins = [(c >= lo) & (c < hi) for c in cells]
+    clear = np.all([i == ins[0] for i in ins], axis=0)
+    c = (f + 0.5) / k  # the pixel centre in cell units
+    inside = np.where(clear, ins[0], (c > lo) & (c < hi))
     tie = ~clear & ((np.abs(c - lo) < 1e-6) | (np.abs(c - hi) < 1e-6))
     return clear, inside, tie
 
@@ -103,9 +136,10 @@ def _axis_rule(c: np.ndarray, lo: int, hi: int, low: int) -> tuple[np.ndarray, n
 @given(shapes, layouts, st.sampled_from([(64, 16), (1024, 256)]), st.data())
 def test_rectangle_in_model_frame_maps_to_right_rectangle(shape, layout, sizes, data):
     """Logits +1 on a rectangle of low-res cells, -1 elsewhere (a mask in the model frame). A slice pixel
-    comes out inside exactly when its centre, mapped into the frame, lies inside the rectangle. Judged: every
-    pixel whose bilinear neighbourhood is uniform along at least one axis (bilinear rounds the corners, as
-    SAM's own upsampling does) and not exactly on an edge."""
+    comes out inside exactly when its centre, mapped into the frame, lies inside the rectangle, through SAM's
+    two resizes (longest side) and SAM 2's one (stretch) alike. Judged: every pixel whose bilinear
+    neighbourhood is uniform along at least one axis (bilinear rounds the corners, as SAM's own upsampling
+    does) and not exactly on an edge."""
     target, low = sizes
     g = _geometry(shape, layout, target)
     y0 = data.draw(st.integers(0, low - 1))
@@ -116,11 +150,9 @@ def test_rectangle_in_model_frame_maps_to_right_rectangle(shape, layout, sizes, 
     logits[0, y0:y1, x0:x1] = 1.0
     mask = (logits_to_image(logits, g)[0] > 0).numpy()
     assert mask.shape == shape
-    sy, sx = g.scale
-    cy = (np.arange(shape[0]) + 0.5) * sy * low / target  # pixel centres in low-res cell units
-    cx = (np.arange(shape[1]) + 0.5) * sx * low / target
-    clear_y, in_y, tie_y = _axis_rule(cy, y0, y1, low)
-    clear_x, in_x, tie_x = _axis_rule(cx, x0, x1, low)
+    assert g.masks_via_frame == (layout == "longest")
+    clear_y, in_y, tie_y = _axis_rule(shape[0], g.resized[0], target, low, y0, y1, g.masks_via_frame)
+    clear_x, in_x, tie_x = _axis_rule(shape[1], g.resized[1], target, low, x0, x1, g.masks_via_frame)
     expected = in_y[:, None] & in_x[None, :]
     judged = (clear_y[:, None] | clear_x[None, :]) & ~(tie_y[:, None] | tie_x[None, :])
     np.testing.assert_array_equal(mask[judged], expected[judged])
@@ -130,9 +162,9 @@ def test_rectangle_in_model_frame_maps_to_right_rectangle(shape, layout, sizes, 
         assert rows.min() == np.nonzero(in_y)[0].min() and cols.max() == np.nonzero(in_x)[0].max()
 
 
-def test_logits_to_image_equals_grid_sample():
-    """The separable one-step resampling is bilinear sampling at the mapped pixel centres."""
-    g = longest_side_geometry((37, 90), 64)
+def test_logits_to_image_equals_grid_sample_in_one_step():
+    """SAM 2 (stretch): the separable one-step resampling is bilinear sampling at the mapped pixel centres."""
+    g = stretch_geometry((37, 90), 64)
     logits = torch.randn(3, 16, 16)
     ours = logits_to_image(logits, g)
     sy, sx = g.scale
@@ -141,6 +173,21 @@ def test_logits_to_image_equals_grid_sample():
     grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1).float()[None].expand(3, -1, -1, -1)
     ref = F.grid_sample(logits[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)[:, 0]
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(37, 90), (90, 37), (64, 64), (20, 20), (300, 1)])
+def test_logits_to_image_equals_sams_two_resizes(shape):
+    """SAM (longest side): to the whole frame, crop to the content, to the slice, each bilinear
+    (align_corners=False), as segment-anything's `Sam.postprocess_masks`; in matrix form, in one go."""
+    g = longest_side_geometry(shape, 64)
+    logits = torch.randn(3, 16, 16)
+    h, w = g.resized
+    frame = F.interpolate(logits[:, None], (64, 64), mode="bilinear", align_corners=False)[..., :h, :w]
+    ref = F.interpolate(frame, shape, mode="bilinear", align_corners=False)[:, 0]
+    torch.testing.assert_close(logits_to_image(logits, g), ref, atol=1e-5, rtol=1e-5)
+    if shape != g.frame:  # and it is not the one-step sampling (the same when the slice fills the frame)
+        one_step = logits_to_image(logits, Geometry(g.original, g.resized, g.frame, masks_via_frame=False))
+        assert (one_step - ref).abs().max() > 1e-3
 
 
 # --- image into the frame -----------------------------------------------------------------------------------
@@ -166,6 +213,9 @@ def test_bright_block_lands_where_points_map(H, W, layout, data):
     # padding stays exactly zero
     if g.resized != g.frame:
         assert float(px[0, :, g.resized[0]:, :].abs().sum() + px[0, :, :, g.resized[1]:].abs().sum()) == 0.0
+    if layout == "longest":  # SAM's 8-bit PIL resize puts it there too
+        px = to_sam_input(img[None], g, mean=(0, 0, 0), std=(1 / 255,) * 3)  # values 0..255
+        assert px[0, 0, int(round(y)), int(round(x))] > 127
 
 
 @settings(max_examples=60, deadline=None)
@@ -199,6 +249,33 @@ def test_to_model_input_normalises_grey_to_three_channels():
     assert torch.all(px[0, :, 32:, :] == 0)  # bottom padding
     with pytest.raises(InputError, match="does not match the geometry"):
         to_model_input(np.zeros((1, 10, 10), np.float32), g)
+
+
+def test_to_sam_input_is_the_8bit_pil_resize_normalised_in_255_units():
+    """SAM's input: the [0, 1] slice as round(255 v) in 8 bits, PIL bilinear resize (antialiased when shrinking),
+    (v - 255 mean) / (255 std), zero padding bottom and right."""
+    rng = np.random.default_rng(0)
+    img = rng.random((2, 40, 90)).astype(np.float32)
+    img[0, 0, 0], img[0, 0, 1] = 0.5, 0.5 / 255  # 127.5 rounds to 128 (half to even), 0.5 to 0
+    u8 = to_uint8(img)
+    assert u8.dtype == np.uint8 and u8[0, 0, 0] == 128 and u8[0, 0, 1] == 0 and u8.shape == img.shape
+    g = longest_side_geometry((40, 90), 64)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    px = to_sam_input(img, g, mean=mean, std=std)
+    assert px.shape == (2, 3, 64, 64) and px.dtype == torch.float32
+    h, w = g.resized
+    for b in range(2):
+        resized = np.asarray(Image.fromarray(u8[b]).resize((w, h), Image.BILINEAR)).astype(np.float32)
+        for c in range(3):
+            expected = (resized - np.float32(255 * mean[c])) / np.float32(255 * std[c])
+            np.testing.assert_allclose(px[b, c, :h, :w].numpy(), expected, rtol=1e-6, atol=1e-6)
+    assert torch.all(px[:, :, h:, :] == 0) and torch.all(px[:, :, :, w:] == 0)
+    # no resize when the slice already has the frame's longest side
+    same = longest_side_geometry((32, 64), 64)
+    np.testing.assert_array_equal(to_sam_input(img[0, :32, :64], same, mean=(0,) * 3, std=(1 / 255,) * 3)[0, 0, :32]
+                                  .numpy().round(), to_uint8(img[0, :32, :64]))
+    with pytest.raises(InputError, match="does not match the geometry"):
+        to_sam_input(np.zeros((1, 10, 10), np.float32), g)
 
 
 # --- intensity ----------------------------------------------------------------------------------------------

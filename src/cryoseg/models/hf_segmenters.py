@@ -2,6 +2,10 @@
 prediction (`Sam2Model`). The architectures are transformers'; this module only prepares inputs, calls the
 model's own `get_image_embeddings` and `forward(image_embeddings=...)`, and maps results back to slice pixels.
 
+SAM and SAM-HQ reproduce segment-anything's `SamPredictor` from the 8-bit slice on (`preprocess.to_sam_input`,
+two-step mask upsampling); prompts of every family are placed as Meta's predictors place them
+(`Geometry.prompts_to_model`). SAM 2's image goes through `preprocess.to_model_input`.
+
 Batching: the B prompts of one `predict` call go through the prompt encoder and mask decoder in one forward
 call. They ride on the image-batch axis (the slice embedding is expanded, not copied, to B), because that is
 the layout in which transformers accepts a different mask prompt per prompt.
@@ -27,6 +31,7 @@ from .preprocess import (
     normalize_intensity,
     stretch_geometry,
     to_model_input,
+    to_sam_input,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -99,8 +104,8 @@ class HFPromptableSegmenter(PromptableSegmenter):
         if arr.ndim != 2:
             raise InputError(f"embed expects one 2D (H, W) slice, got shape {arr.shape}")
         geom = self.geometry(arr.shape)
-        pixels = to_model_input(normalize_intensity(arr, self.percentiles), geom, self.mean, self.std,
-                                self.device, self.dtype)
+        prepare = to_model_input if self.family == "sam2" else to_sam_input
+        pixels = prepare(normalize_intensity(arr, self.percentiles), geom, self.mean, self.std, self.device, self.dtype)
         with torch.inference_mode():
             if self.family == "sam":
                 data = {"image_embeddings": self.model.get_image_embeddings(pixels)}
@@ -167,11 +172,12 @@ class HFPromptableSegmenter(PromptableSegmenter):
         kwargs: dict[str, Any] = {"multimask_output": multimask}
         dev = self.device
         if pts.shape[1] > 0:
-            xy = geom.points_to_model(pts)[:, None]  # (B, 1, P, 2): prompts ride on the image-batch axis
+            xy = geom.prompts_to_model(pts)[:, None]  # (B, 1, P, 2): prompts ride on the image-batch axis
             kwargs["input_points"] = torch.as_tensor(xy, dtype=torch.float32, device=dev)
             kwargs["input_labels"] = torch.as_tensor(labels[:, None], dtype=torch.long, device=dev)
         if bxs is not None:
-            kwargs["input_boxes"] = torch.as_tensor(geom.boxes_to_model(bxs)[:, None], dtype=torch.float32, device=dev)
+            boxes_xy = geom.prompt_boxes_to_model(bxs)[:, None]
+            kwargs["input_boxes"] = torch.as_tensor(boxes_xy, dtype=torch.float32, device=dev)
         if prior is not None:
             kwargs["input_masks"] = torch.as_tensor(prior[:, None], device=dev).to(self.dtype)
         with torch.inference_mode():
@@ -250,7 +256,10 @@ class HFPromptableSegmenter(PromptableSegmenter):
 
     def signature(self) -> dict[str, Any]:
         """What determines an embedding: model name and family, weights hash, precision and preprocessing."""
-        return backend_signature(self, layout="stretch" if self.family == "sam2" else "longest-side+pad")
+        if self.family == "sam2":
+            return backend_signature(self, layout="stretch")
+        # the 8-bit PIL resize of segment-anything's predictor (earlier embeddings came from a float resize)
+        return backend_signature(self, layout="longest-side+pad", pixels="uint8+pil-bilinear")
 
 
 def _check_inside(coords_yx: np.ndarray, shape: tuple[int, int], what: str) -> None:

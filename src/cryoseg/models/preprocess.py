@@ -8,10 +8,17 @@ Conventions:
   and placed at the top-left corner; the rest is zero padding (after normalisation). Coordinates in the
   model frame are (x, y) pixel indices, as the SAM prompt encoders expect (they add 0.5 themselves).
 - The resize maps pixel centres by the per-axis scale s = h / H (resp. w / W): continuous coordinate
-  c in the slice (c = index + 0.5) goes to c * s in the frame. Points, images and masks all use this one
-  mapping, so a round trip is exact on non-square slices too.
+  c in the slice (c = index + 0.5) goes to c * s in the frame. Images, masks and `points_to_model` all use
+  this one mapping, so a round trip is exact on non-square slices too.
+- Prompts of the SAM-family backends (SAM 2 included) follow Meta's predictors instead (`prompts_to_model`):
+  the pixel index times s, 0.5 * (1 - s) frame pixels away from the centre mapping.
 
-numpy for the statistics, torch for resampling (no torchvision). torch is imported inside functions.
+The SAM layout (`longest_side_geometry`, `to_sam_input`, two-step mask upsampling) reproduces segment-anything's
+`SamPredictor` from the 8-bit image on: 8-bit slice, PIL bilinear resize, (v - 255 mean) / (255 std), zero
+padding; low-res logits upsampled to the frame, cropped to the content, then resized to the slice.
+
+numpy for the statistics, PIL for SAM's 8-bit resize, torch for the rest (no torchvision). torch is imported
+inside functions.
 """
 
 from __future__ import annotations
@@ -39,11 +46,15 @@ class Geometry:
         original: (H, W) of the slice.
         resized: (h, w) of the resized slice inside the frame (top-left aligned).
         frame: (Fh, Fw) of the model input; frame - resized is zero padding.
+        masks_via_frame: how `logits_to_image` brings low-res logits back: True as SAM's predictor does
+            (bilinear to the whole frame, crop to `resized`, bilinear to `original`); False in one bilinear
+            step sampled at the slice pixel centres (SAM 2's predictor).
     """
 
     original: tuple[int, int]
     resized: tuple[int, int]
     frame: tuple[int, int]
+    masks_via_frame: bool = False
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -69,13 +80,30 @@ class Geometry:
         second = self.points_to_model(b[..., 2:4])
         return np.concatenate([first, second], axis=-1)
 
+    def prompts_to_model(self, points_yx: np.ndarray) -> np.ndarray:
+        """(..., 2) (y, x) slice coordinates -> (..., 2) (x, y) frame coordinates, as Meta's predictors place
+        prompts: index times scale (segment-anything's `apply_coords`, SAM 2's `transform_coords`).
+
+        This differs from `points_to_model` by 0.5 * (1 - s) frame pixels; following it makes a prompt give
+        what Meta's predictor gives for the same pixel."""
+        p = np.asarray(points_yx, dtype=np.float64)
+        sy, sx = self.scale
+        return np.stack([p[..., 1] * sx, p[..., 0] * sy], axis=-1)
+
+    def prompt_boxes_to_model(self, boxes_yxyx: np.ndarray) -> np.ndarray:
+        """(..., 4) (y0, x0, y1, x1) slice boxes -> (..., 4) (x0, y0, x1, y1) frame boxes, corners mapped
+        by `prompts_to_model`."""
+        b = np.asarray(boxes_yxyx, dtype=np.float64)
+        return np.concatenate([self.prompts_to_model(b[..., 0:2]), self.prompts_to_model(b[..., 2:4])], axis=-1)
+
 
 def longest_side_geometry(shape: tuple[int, int], target: int) -> Geometry:
-    """SAM's layout: resize so the longest side is `target` (aspect kept, rounded), pad to `target` x `target`."""
+    """SAM's layout: resize so the longest side is `target` (aspect kept, rounded), pad to `target` x `target`;
+    masks come back through the frame, as in SAM's predictor."""
     h, w = _check_shape(shape)
     scale = target / max(h, w)
     resized = (max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5)))
-    return Geometry((h, w), resized, (target, target))
+    return Geometry((h, w), resized, (target, target), masks_via_frame=True)
 
 
 def stretch_geometry(shape: tuple[int, int], target: int) -> Geometry:
@@ -186,22 +214,91 @@ def to_model_input(
     return x.to(dtype or torch.float32).contiguous()
 
 
-def _interp_matrix(n_out: int, scale: float, frame: int, n_low: int, device: torch.device) -> torch.Tensor:
-    """(n_out, n_low) bilinear weights sampling a low-res axis of `n_low` cells that spans `frame` frame pixels
-    at the centres of `n_out` slice pixels (scale = frame pixels per slice pixel). Borders are clamped, as in
-    `grid_sample(..., align_corners=False, padding_mode="border")`."""
+def to_uint8(images01: np.ndarray) -> np.ndarray:
+    """[0, 1] images (from `normalize_intensity`) -> the 8-bit images SAM's reference predictor takes.
+
+    Args:
+        images01: (H, W) or (B, H, W) float in [0, 1].
+
+    Returns:
+        uint8 array of the same shape: 255 * value rounded to the nearest integer.
+    """
+    return np.rint(np.clip(np.asarray(images01, dtype=np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def to_sam_input(
+    images01: np.ndarray,
+    geometry: Geometry,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """SAM's input, as segment-anything's `SamPredictor.set_image` makes it from the 8-bit image `to_uint8` gives.
+
+    The 8-bit grey image is resized with PIL's bilinear filter (antialiased when shrinking, rounded back to
+    8 bits: what `ResizeLongestSide` does through torchvision on a PIL image; resizing the grey image equals
+    resizing each of its RGB copies), then normalised as (v - 255 mean) / (255 std) and zero-padded.
+
+    Args:
+        images01: (B, H, W) or (H, W) float32 in [0, 1] (from `normalize_intensity`), of shape `geometry.original`.
+        geometry: where the slices go in the frame.
+        mean, std: per-channel normalisation in [0, 1] units (SAM's pixel_mean / 255, pixel_std / 255).
+
+    Returns:
+        (B, 3, Fh, Fw) tensor on `device` in `dtype` (float32 if None); padding is 0 after normalisation.
+    """
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    arr = to_uint8(images01)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if tuple(arr.shape[1:]) != geometry.original:
+        raise InputError(f"image shape {arr.shape[1:]} does not match the geometry {geometry.original}")
+    h, w = geometry.resized
+    # PIL returns a copy when the size is unchanged, as torchvision's resize does
+    resized = np.stack([np.asarray(Image.fromarray(a).resize((w, h), Image.BILINEAR)) for a in arr])
+    x = torch.from_numpy(resized).to(device=device)[:, None].float()
+    # the normalisation in 0..255 units, in float32, as SAM's pixel_mean / pixel_std buffers
+    m = torch.tensor([255.0 * v for v in mean], dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor([255.0 * v for v in std], dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    x = (x.expand(-1, 3, -1, -1) - m) / s
+    x = F.pad(x, (0, geometry.frame[1] - w, 0, geometry.frame[0] - h), value=0.0)
+    return x.to(dtype or torch.float32).contiguous()
+
+
+def _bilinear_matrix(n_out: int, n_in: int, ratio: float) -> torch.Tensor:
+    """(n_out, n_in) float64 weights of a 1D bilinear resampling with `F.interpolate(..., align_corners=False)`'s
+    rule: output pixel i reads input coordinate (i + 0.5) * ratio - 0.5 (ratio: input pixels per output pixel),
+    clamped to the end pixels."""
     import torch
 
-    centres = (torch.arange(n_out, dtype=torch.float64, device=device) + 0.5) * scale  # frame coordinates
-    u = (centres * (n_low / frame) - 0.5).clamp(0.0, n_low - 1)  # low-res index coordinates
-    i0 = torch.floor(u).long().clamp(max=n_low - 1)
-    i1 = (i0 + 1).clamp(max=n_low - 1)
+    u = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * ratio - 0.5).clamp(0.0, n_in - 1)
+    i0 = torch.floor(u).long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
     frac = u - i0
-    weights = torch.zeros(n_out, n_low, dtype=torch.float64, device=device)
-    rows = torch.arange(n_out, device=device)
+    weights = torch.zeros(n_out, n_in, dtype=torch.float64)
+    rows = torch.arange(n_out)
     weights.index_put_((rows, i0), 1.0 - frac, accumulate=True)
     weights.index_put_((rows, i1), frac, accumulate=True)
-    return weights.to(torch.float32)
+    return weights
+
+
+def _axis_matrix(n_out: int, n_resized: int, n_frame: int, n_low: int, via_frame: bool,
+                 device: torch.device) -> torch.Tensor:
+    """(n_out, n_low) float32 weights on `device` bringing one axis of low-res logits (spanning `n_frame`
+    frame pixels, the first `n_resized` of them content) back to `n_out` slice pixels. Built in float64 on
+    the CPU (small; MPS has no float64)."""
+    import torch
+
+    if via_frame:  # SAM: to the whole frame, keep the content, then to the slice
+        to_frame = _bilinear_matrix(n_frame, n_low, n_low / n_frame)[:n_resized]
+        weights = _bilinear_matrix(n_out, n_resized, n_resized / n_out) @ to_frame
+    else:  # one step at the slice pixel centres, (i + 0.5) * n_resized / n_out frame pixels
+        weights = _bilinear_matrix(n_out, n_low, n_resized / n_out * n_low / n_frame)
+    return weights.to(device=device, dtype=torch.float32)
 
 
 def logits_to_image(logits: torch.Tensor, geometry: Geometry) -> torch.Tensor:
@@ -209,19 +306,19 @@ def logits_to_image(logits: torch.Tensor, geometry: Geometry) -> torch.Tensor:
 
     Args:
         logits: (N, h_low, w_low) logits covering the frame (Fh, Fw) (SAM: 256 x 256 over 1024 x 1024).
-        geometry: the slice's geometry.
+        geometry: the slice's geometry; `geometry.masks_via_frame` picks SAM's two resizes (to the frame,
+            crop, to the slice) or one bilinear sampling at the slice pixel centres (SAM 2).
 
     Returns:
-        (N, H, W) float32 logits at the slice's resolution, bilinearly sampled at each slice pixel centre
-        (unpad and resize in one exact step).
+        (N, H, W) float32 logits at the slice's resolution. Both are separable and linear, so each is one
+        (H, h_low) and one (w_low, W) matrix product: exact, without a frame-sized intermediate.
     """
     import torch
 
     n_low_y, n_low_x = logits.shape[-2:]
-    H, W = geometry.original
-    sy, sx = geometry.scale
-    ry = _interp_matrix(H, sy, geometry.frame[0], n_low_y, logits.device)
-    rx = _interp_matrix(W, sx, geometry.frame[1], n_low_x, logits.device)
+    (H, W), (h, w), (Fh, Fw) = geometry.original, geometry.resized, geometry.frame
+    ry = _axis_matrix(H, h, Fh, n_low_y, geometry.masks_via_frame, logits.device)
+    rx = _axis_matrix(W, w, Fw, n_low_x, geometry.masks_via_frame, logits.device)
     return torch.matmul(torch.matmul(ry, logits.float()), rx.T)
 
 

@@ -25,13 +25,16 @@ _SAM_VISION = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, o
 _SAM_PROMPT = dict(hidden_size=16, image_size=64, image_embedding_size=8, mask_input_channels=8)
 _SAM_DECODER = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, mlp_dim=32, iou_head_hidden_dim=16)
 _VIT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, patch_size=8, image_size=64)
+# segment-anything's two-way transformer keeps nn.LayerNorm's default eps; transformers' SAM defaults to 1e-6.
+# The SAM configs that read Meta's checkpoints (tiny-sam, sam-vit-*) use the original's.
+_SAM_ORIGINAL_DECODER = dict(layer_norm_eps=1e-5)
 
 
 def _tiny_sam() -> PretrainedConfig:
     from transformers import SamConfig
 
     return SamConfig(vision_config=dict(_SAM_VISION), prompt_encoder_config=dict(_SAM_PROMPT),
-                     mask_decoder_config=dict(_SAM_DECODER))
+                     mask_decoder_config=dict(_SAM_DECODER, **_SAM_ORIGINAL_DECODER))
 
 
 def _tiny_sam_hq() -> PretrainedConfig:
@@ -116,7 +119,8 @@ def full_size_config(name: str) -> PretrainedConfig:
         from transformers import SamConfig
 
         return SamConfig(vision_config=dict(_SAM_SIZES[key], image_size=1024, patch_size=16, window_size=14,
-                                            output_channels=256, mlp_dim=4 * _SAM_SIZES[key]["hidden_size"]))
+                                            output_channels=256, mlp_dim=4 * _SAM_SIZES[key]["hidden_size"]),
+                         mask_decoder_config=dict(_SAM_ORIGINAL_DECODER))
     if key in _DINOV2_SIZES:
         from transformers import Dinov2Config
 
