@@ -312,7 +312,7 @@ def test_weights_hash_is_cached_by_size_and_mtime(env):
 # --- device and precision ---------------------------------------------------------------------------------------
 
 
-def test_device_and_precision_policy():
+def test_device_and_precision_policy(monkeypatch):
     assert resolve_device("cpu").type == "cpu"
     auto = resolve_device(None)
     assert auto.type == ("cuda" if torch.cuda.is_available() else auto.type)
@@ -326,22 +326,12 @@ def test_device_and_precision_policy():
         resolve_dtype("fp8", torch.device("cpu"))
     with pytest.raises(InputError, match="unknown device|unsupported device"):
         resolve_device("tpu")
-    if not torch.cuda.is_available():
+    with monkeypatch.context() as m:  # a machine without CUDA, whatever this one has
+        m.setattr(torch.cuda, "is_available", lambda: False)
         with pytest.raises(InputError, match="CUDA is not available"):
             load_segmenter("tiny-sam", device="cuda")
     with pytest.raises(InputError, match="needs a GPU"):
         load_feature_extractor("tiny-dinov2", device="cpu", dtype="fp16")
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_tiny_models_on_gpu_in_bf16():
-    seg = load_segmenter("tiny-sam2", device="cuda", dtype="bf16")
-    pred = seg.predict(seg.embed(np.random.default_rng(0).random((30, 50))), np.array([[[5.0, 5.0]]]),
-                       np.array([[1]]))
-    assert pred.logits.dtype == np.float32 and np.isfinite(pred.logits).all()
-    assert seg.signature()["dtype"] == "bfloat16"
-    ext = load_feature_extractor("tiny-dinov2-reg", device="cuda", dtype="fp16")
-    assert np.isfinite(ext.extract(np.random.default_rng(0).random((2, 30, 50))).features).all()
 
 
 # --- cryoseg models ---------------------------------------------------------------------------------------------
