@@ -16,6 +16,7 @@ random weights) on a small tomogram: seconds per embedded slice and how often ea
 
     python benchmarks/bench_picking.py --quick     # one 128^3 tomogram, one DeepFinder toy tomogram
     python benchmarks/bench_picking.py --out benchmarks/bench_picking.md   # everything (about 2 h on 2 cores)
+    python benchmarks/bench_picking.py --only deepfinder   # the five DeepFinder toy tomograms alone
 
 Template matching is left out on 200x512x512: at 30 degrees (553 rotations) it would take over an hour here.
 """
@@ -87,15 +88,17 @@ def deepfinder(index: int) -> Dataset:
     labels = np.asarray(read_volume(DEEPFINDER / f"tomo{index}_labels.mrc").data)
     table = pd.read_csv(DEEPFINDER / f"tomo{index}_particles.csv")
     classes = table["class_label"].to_numpy(np.int64)
-    # The CSV's columns say z, y, x, but in the converted MRC arrays the particles sit at [x, y, z]; take the
-    # order under which the centres land on their own class in the label map.
+    # The CSV's columns are voxel indices z, y, x (its header), the same order as the MRC arrays.
     coords = table[["z", "y", "x"]].to_numpy(np.float64)
-    hits = {order: np.mean(labels[tuple(coords[:, list(order)].round().astype(int).T)] == classes)
-            for order in ((0, 1, 2), (2, 1, 0))}
-    best = max(hits, key=hits.get)
-    log.info("DeepFinder toy %d: centres hit their class label %.0f%% as (z, y, x), %.0f%% reversed; using %s",
-             index, 100 * hits[(0, 1, 2)], 100 * hits[(2, 1, 0)], "reversed" if best == (2, 1, 0) else "as is")
-    coords = coords[:, list(best)]
+    # Guard against an axis mix-up: every centre must have a voxel of its own class in its 3x3x3 neighbourhood
+    # (about half sit on a background voxel next to their mask).
+    near = [cls in labels[tuple(slice(max(p - 1, 0), p + 2) for p in centre)]
+            for centre, cls in zip(coords.round().astype(int), classes)]
+    if not all(near):
+        raise ValueError(f"tomo{index}_particles.csv: {len(near) - sum(near)} of {len(near)} centres are not next "
+                         "to their class in the label map; are the columns really z, y, x?")
+    log.info("DeepFinder toy %d: %d centres, all next to their class label (%.0f%% on it)", index, len(coords),
+             100 * np.mean(labels[tuple(coords.round().astype(int).T)] == classes))
     names, radius, templates = {}, {}, {}
     from scipy import ndimage
 
@@ -397,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tm-step", type=float, default=None, help="template-matching angular step (degrees)")
     parser.add_argument("--no-large", action="store_true", help="skip the 200x512x512 tomogram")
     parser.add_argument("--no-fm", action="store_true", help="skip the foundation-model path")
+    parser.add_argument("--only", choices=("deepfinder",), default=None,
+                        help="run only these rows: 'deepfinder' runs the DeepFinder toy tomograms alone (no simulated "
+                             "tomograms, no 200x512x512 profile, no foundation-model path)")
     parser.add_argument("--fm", action="store_true", help="run the foundation-model path in --quick mode too")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/cryoseg-bench"))
     parser.add_argument("--out", type=Path, default=None, help="markdown file for the tables")
@@ -415,14 +421,15 @@ def main(argv: list[str] | None = None) -> int:
     tm_step = args.tm_step or (45.0 if args.quick else 30.0)
     started = time.time()
 
-    datasets = [simulated(args.workdir, (128, 128, 128), s, 45, SMALL_SET) for s in seeds]
+    only_df = args.only == "deepfinder"
+    datasets = [] if only_df else [simulated(args.workdir, (128, 128, 128), s, 45, SMALL_SET) for s in seeds]
     datasets += [deepfinder(i) for i in ([1] if args.quick else [1, 2, 3, 4, 5])]
     rows = []
     for d in datasets:
         # The DeepFinder tomograms are small and have 9 classes: a coarser angular step keeps TM affordable.
         rows += run_dataset(d, args, tm_step if d.name.startswith("sim") else max(tm_step, 45.0))
     profile = None
-    if not args.quick and not args.no_large:
+    if not args.quick and not args.no_large and not only_df:
         # One pick here takes about 14 min on 2 shared cores: only the largest class, with 1 and 10 % prompts.
         big = simulated(args.workdir, (200, 512, 512), 1, 400, LARGE_SET)
         datasets.append(big)
@@ -437,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         d = next(d for d in datasets if d.name == r["data"])
         r["radius"] = d.radius[r["cls"]]
     fm = None
-    if not args.no_fm and (args.fm or not args.quick):
+    if not args.no_fm and not only_df and (args.fm or not args.quick):
         small = datasets[0]  # a small particle class keeps the slices to embed (25 s each for SAM here) few
         fm = fm_path(small, min(small.radius, key=small.radius.get), args.seed, (24, 48, 48), 2)
 

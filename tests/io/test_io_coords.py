@@ -131,10 +131,21 @@ def test_rotation_matrices_follow_the_portal_and_copick_convention():
 
 
 def test_reads_the_shared_deepfinder_csv(shared_data):
-    p = read_particles(shared_data / "deepfinder_toy" / "tomo1_particles.csv", shape=(100, 100, 100))
+    from cryoseg.io.volumes import read_volume
+
+    toy = shared_data / "deepfinder_toy"
+    p = read_particles(toy / "tomo1_particles.csv", shape=(100, 100, 100))
     assert len(p) == 27
-    np.testing.assert_array_equal(p.coords[0], [64, 16, 34])  # header z,y,x,class_label
+    np.testing.assert_array_equal(p.coords[0], [34, 16, 64])  # header z,y,x,class_label; first row 34,16,64,1
     assert p.classes[0] == 1 and np.bincount(p.classes).tolist() == [0] + [3] * 9
+    # The coordinates index the label map as [z, y, x]: the first centre lies on a voxel of its own class, and
+    # every centre has a voxel of its class within its 3x3x3 neighbourhood (13 of the 27 sit on a background
+    # voxel next to their mask). Under any other axis order at most 7 of the 27 would pass.
+    labels = np.asarray(read_volume(toy / "tomo1_labels.mrc").data)
+    z, y, x = p.coords[0].astype(int)
+    assert labels[z, y, x] == 1
+    for (z, y, x), cls in zip(p.coords.round().astype(int), p.classes):
+        assert cls in labels[max(z - 1, 0):z + 2, max(y - 1, 0):y + 2, max(x - 1, 0):x + 2], (z, y, x, cls)
 
 
 def test_csv_columns_by_name_in_any_order_and_class_names(tmp_path):
