@@ -204,6 +204,16 @@ def to_model_input(
         x = x.transpose(-1, -2) if flip else x
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=down)
         x = x.transpose(-1, -2) if flip else x
+    return _normalise_and_pad(x, geometry, mean, std, dtype)
+
+
+def _normalise_and_pad(x: torch.Tensor, geometry: Geometry, mean: tuple[float, float, float],
+                       std: tuple[float, float, float], dtype: torch.dtype | None) -> torch.Tensor:
+    """(B, 1, h, w) resized grey pixels -> (B, 3, Fh, Fw): grey copied to RGB, normalised per channel in float32,
+    zero-padded at the bottom and right, cast to `dtype` (float32 if None)."""
+    import torch
+    import torch.nn.functional as F
+
     m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     x = (x.expand(-1, 3, -1, -1) - m) / s
@@ -249,7 +259,6 @@ def to_sam_input(
         (B, 3, Fh, Fw) tensor on `device` in `dtype` (float32 if None); padding is 0 after normalisation.
     """
     import torch
-    import torch.nn.functional as F
     from PIL import Image
 
     arr = to_uint8(images01)
@@ -262,11 +271,7 @@ def to_sam_input(
     resized = np.stack([np.asarray(Image.fromarray(a).resize((w, h), Image.BILINEAR)) for a in arr])
     x = torch.from_numpy(resized).to(device=device)[:, None].float()
     # the normalisation in 0..255 units, in float32, as SAM's pixel_mean / pixel_std buffers
-    m = torch.tensor([255.0 * v for v in mean], dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor([255.0 * v for v in std], dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
-    x = (x.expand(-1, 3, -1, -1) - m) / s
-    x = F.pad(x, (0, geometry.frame[1] - w, 0, geometry.frame[0] - h), value=0.0)
-    return x.to(dtype or torch.float32).contiguous()
+    return _normalise_and_pad(x, geometry, tuple(255.0 * v for v in mean), tuple(255.0 * v for v in std), dtype)
 
 
 def _bilinear_matrix(n_out: int, n_in: int, ratio: float) -> torch.Tensor:
