@@ -287,8 +287,8 @@ def profile_table(info: dict, name: str) -> str:
         lines.append(f"| {s['stage']} | {s['seconds']:.1f} | {peak} |")
     c = info["counts"]
     lines += ["", f"Counts: {c['proposals']} proposals, {c['instances']} instances, {c['similarity_evaluations']:,} "
-              f"similarity evaluations, {c['embed_calls']} slices embedded by the segmenter, "
-              f"{c['predict_calls']} decode calls."]
+              f"similarity evaluations, {c['n_embed']} slices embedded by the segmenter, "
+              f"{c['n_predict']} decode calls."]
     return "\n".join(lines)
 
 

@@ -19,11 +19,12 @@ from .io.volume import Volume
 if TYPE_CHECKING:
     from .models.base import FeatureExtractor, PromptableSegmenter
     from .pipelines.pick import PickConfig, PickResult
-    from .segment3d import SegmentationResult, SelfPromptConfig
+    from .pipelines.segment import SegmentResult
+    from .segment3d import SelfPromptConfig
 
 VolumeLike = Volume | np.ndarray | str | Path
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def load_tomogram(volume: VolumeLike, voxel_size: float | tuple[float, float, float] | None = None,
@@ -87,7 +88,7 @@ def _extractor(features: str | FeatureExtractor, weights: Any, device: str | Non
 def segment(volume: VolumeLike, prompts: Any, negative: Any = None, segmenter: str | PromptableSegmenter = "classical",
             weights: str | Path | None = None, device: str | None = None, dtype: str | None = None,
             cache_dir: str | Path | None = None, voxel_size: float | tuple[float, float, float] | None = None,
-            config: SelfPromptConfig | None = None) -> SegmentationResult:
+            config: SelfPromptConfig | None = None, strict: bool = False) -> SegmentResult:
     """Segment the instances under point prompts in 3D (Cross-Plane Self-Prompting).
 
     Args:
@@ -102,26 +103,32 @@ def segment(volume: VolumeLike, prompts: Any, negative: Any = None, segmenter: s
         cache_dir: embedding cache folder (None: in memory only).
         voxel_size: Å per voxel, overriding the file's header (or for a plain array).
         config: settings (default `SelfPromptConfig()`).
+        strict: raise `InputError` when a prompt's mask is empty; by default such a prompt is only logged, and
+            its record has status "empty" while every other instance is returned.
 
     Returns:
-        `SegmentationResult` with an int32 label volume (voxel size kept), one record per prompt.
+        `SegmentResult` with an int32 label volume (voxel size kept) and one record per prompt.
 
     Raises:
-        InputError: prompts outside the volume, or a prompt whose mask is empty.
+        InputError: prompts outside the volume, or (with `strict`) a prompt whose mask is empty.
         UnknownModelError, WeightsNotFoundError: the segmenter cannot be loaded.
     """
-    from .segment3d import segment_instances
+    from .pipelines.segment import segment_instances
 
     vol, points, negatives = _inputs(volume, voxel_size, prompts, negative)
     model = _segmenter(segmenter, weights, device, dtype)
-    log.info("segmenting %d prompt(s) in 3D with '%s'", len(points), getattr(model, "name", type(model).__name__))
+    logger.info("segmenting %d prompt(s) in 3D with '%s'", len(points), getattr(model, "name", type(model).__name__))
     result = segment_instances(vol, model, points, negatives, config, cache_dir=cache_dir)
-    log.info("%d instance(s); %d slices embedded, %d decode calls", len(result.kept), result.n_embed, result.n_predict)
-    for n, info in enumerate(result.instances, 1):
-        if info.status == "empty":
-            z, y, x = info.prompt
-            raise InputError(f"prompt {n} at (z, y, x) = ({z:g}, {y:g}, {x:g}) gave an empty mask: nothing there "
-                             f"stands out from its surroundings (is it on background?)")
+    logger.info("%d instance(s); %d slices embedded, %d decode calls", len(result.kept), result.n_embed,
+                result.n_predict)
+    for n, record in enumerate(result.records, 1):
+        if record.status == "empty":
+            z, y, x = record.prompt
+            message = (f"prompt {n} at (z, y, x) = ({z:g}, {y:g}, {x:g}) gave an empty mask: nothing there stands "
+                       "out from its surroundings (is it on background?)")
+            if strict:
+                raise InputError(message)
+            logger.warning(message)
     return result
 
 

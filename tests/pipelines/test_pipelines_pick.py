@@ -51,7 +51,7 @@ def test_result_is_consistent(sim, picked):
     assert list(picked.particles.instance_ids) == list(range(1, n + 1))
     assert picked.is_prompt.tolist() == [True] + [False] * (n - 1)
     assert picked.similarity[0] == 1.0 and np.all(np.diff(picked.similarity[1:]) <= 0)
-    assert np.all((picked.iou_score > 0) & (picked.iou_score <= 1))
+    assert np.all((picked.iou_scores > 0) & (picked.iou_scores <= 1))
     # centroids are the instances' centres of mass
     for label, centre in zip(picked.particles.instance_ids, picked.particles.coords):
         assert np.allclose(np.argwhere(labels == label).mean(axis=0), centre)
@@ -67,7 +67,7 @@ def test_result_is_consistent(sim, picked):
     assert np.all((sizes / sizes[0] >= lo) & (sizes / sizes[0] <= hi))
     # proposals are decoded together: fewer calls than decoding each instance on its own
     segmented = [r for r in picked.records if r.status != "skipped"]
-    assert c["predict_calls"] < sum(r.n_planes + 6 for r in segmented)
+    assert c["n_predict"] < sum(r.n_planes + 6 for r in segmented)
     assert set(picked.seconds) >= {"segment_prompts", "features", "matching", "segment_proposals"}
 
 

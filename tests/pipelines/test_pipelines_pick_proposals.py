@@ -99,7 +99,7 @@ def test_proposals_inside_instances_are_skipped_and_small_ones_rejected(volume, 
     assert not labels[ball("C")].any()
     assert res.similarity.tolist() == pytest.approx([1.0, 0.9, 0.7])
     assert res.is_prompt.tolist() == [True, False, False]
-    assert res.iou_score.tolist() == pytest.approx([0.9, 0.9, 0.9])
+    assert res.iou_scores.tolist() == pytest.approx([0.9, 0.9, 0.9])
     assert np.allclose(res.particles.coords, [CENTRES[n] for n in "ADB"], atol=0.5)
     assert res.particles.instance_ids.tolist() == [1, 2, 3]
 
@@ -111,7 +111,7 @@ def test_batching_proposals_changes_the_cost_not_the_result(volume, fake_matchin
     assert np.array_equal(one_by_one.instances.data, together.instances.data)
     assert np.allclose(one_by_one.particles.coords, together.particles.coords)
     assert [r.status for r in together.records] == ["ok", "skipped", "ok", "rejected_size", "ok", "duplicate"]
-    assert together.counts["predict_calls"] < one_by_one.counts["predict_calls"]
+    assert together.counts["n_predict"] < one_by_one.counts["n_predict"]
 
 
 def test_size_filter_is_configurable(volume, fake_matching):

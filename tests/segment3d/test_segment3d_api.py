@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import json
 
 import numpy as np
@@ -38,12 +40,12 @@ def sphere():
 def test_classical_segmenter_recovers_a_sphere(sphere):
     truth, vol = sphere
     res = cryoseg.segment(Volume(vol, (7.5, 7.5, 7.5)), [(24, 22, 25)])
-    assert res.segmenter == "classical"
-    assert iou(res.labels.data == 1, truth) > 0.9
-    assert res.labels.voxel_size == (7.5, 7.5, 7.5)
-    assert all(n >= 7 for n in res.instances[0].slices.values()) and len(res.instances[0].slices) == 6
+    assert res.models["segmenter"] == "classical"
+    assert iou(res.instances.data == 1, truth) > 0.9
+    assert res.instances.voxel_size == (7.5, 7.5, 7.5)
+    assert all(n >= 7 for n in res.records[0].slices.values()) and len(res.records[0].slices) == 6
     # one call per accepted slice plus the slice that stopped each of the six directions
-    assert res.n_predict == res.instances[0].n_planes + 6
+    assert res.n_predict == res.records[0].n_planes + 6
 
 
 class RecordingSegmenter(PromptableSegmenter):
@@ -80,13 +82,13 @@ def test_default_embedder_embeds_each_slice_once_across_instances(tmp_path):
     vol = noisy(np.any([ball(shape, c, 6) for c in centres], axis=0), seed=1)
     seg = RecordingSegmenter()
     res = cryoseg.segment(vol, centres, segmenter=seg, cache_dir=tmp_path)
-    assert [i.status for i in res.instances] == ["ok"] * 3
+    assert [i.status for i in res.records] == ["ok"] * 3
     assert len(seg.images) == len(set(seg.images)) == res.n_embed > 0
     # a second run finds every slice in the on-disk cache: no model work, same result
     again_seg = RecordingSegmenter()
     again = cryoseg.segment(vol, centres, segmenter=again_seg, cache_dir=tmp_path)
     assert again.n_embed == 0 and not again_seg.images
-    assert np.array_equal(res.labels.data, again.labels.data)
+    assert np.array_equal(res.instances.data, again.instances.data)
 
 
 def test_negative_point_excludes_touching_neighbour_with_classical():
@@ -94,9 +96,9 @@ def test_negative_point_excludes_touching_neighbour_with_classical():
     a, b = ball(shape, (20, 20, 19), 8), ball(shape, (20, 20, 34), 8)  # overlapping by a thin lens
     vol = noisy(a | b, seed=2)
     merged = cryoseg.segment(vol, [(20, 20, 19)])
-    assert np.count_nonzero((merged.labels.data > 0) & b & ~a) > 0.5 * np.count_nonzero(b & ~a)
+    assert np.count_nonzero((merged.instances.data > 0) & b & ~a) > 0.5 * np.count_nonzero(b & ~a)
     res = cryoseg.segment(vol, [(20, 20, 19)], negative=[(20, 20, 35)])
-    got = res.labels.data > 0
+    got = res.instances.data > 0
     assert iou(got, a) > 0.85
     assert np.count_nonzero(got & b & ~a) < 0.1 * np.count_nonzero(b & ~a)
 
@@ -137,7 +139,7 @@ def test_works_with_a_sam_backend():
     cfg = SelfPromptConfig(max_slices=2, max_area_fraction=1.0, min_area=1)
     res = cryoseg.segment(vol, [(12, 12, 10), (12, 12, 22)], segmenter=spy, config=cfg) \
         if _nonempty(spy, vol) else pytest.skip("the random tiny SAM gives empty masks here")
-    assert res.labels.data.shape == shape
+    assert res.instances.data.shape == shape
     starts = [c for c in spy.calls if c[1] is None]
     assert starts and max(c[0] for c in starts) == 2  # both instances share the z and y start planes
     for batch, prior, logits in spy.calls:
@@ -173,11 +175,11 @@ def test_outputs_keep_the_voxel_size(tmp_path, sphere):
     for name in ("instances", "mask"):
         back = read_volume(files[name])
         assert np.allclose(back.voxel_size, (12.0, 10.0, 10.0))
-    assert np.array_equal(read_volume(files["instances"]).data, res.labels.data)
+    assert np.array_equal(read_volume(files["instances"]).data, res.instances.data)
     for name, fmt in (("particles.star", "star"), ("particles_relion5.star", "star5"),
                       ("particles_copick.json", "copick"), ("particles.csv", "csv")):
         picks = read_particles(files[name], fmt=fmt, voxel_size=(12.0, 10.0, 10.0), shape=truth.shape)
-        assert np.allclose(picks.coords, [res.instances[0].centroid], atol=1e-3)
+        assert np.allclose(picks.coords, [res.records[0].centroid], atol=1e-3)
     report = json.loads(files["report"].read_text())
     assert report["counts"]["instances"] == 1 and report["voxel_size"] == [12.0, 10.0, 10.0]
     assert report["models"]["segmenter"] == "classical" and report["parameters"]["config"]["tau_iou"] == 0.5
@@ -195,7 +197,7 @@ def test_volume_from_a_file_and_prompts_from_a_file(tmp_path, sphere):
     tomo = write_volume(Volume(vol, 10.0), tmp_path / "tomo.mrc")
     csv = write_particles(Particles([(24, 22, 25)]), tmp_path / "prompts.csv")
     res = cryoseg.segment(tomo, csv)
-    assert iou(res.labels.data == 1, truth) > 0.9 and res.labels.voxel_size == (10.0, 10.0, 10.0)
+    assert iou(res.instances.data == 1, truth) > 0.9 and res.instances.voxel_size == (10.0, 10.0, 10.0)
     picked_at_5 = write_particles(Particles([(24, 22, 25)]), tmp_path / "p.json", fmt="copick", voxel_size=5.0)
     with pytest.raises(InputError, match="voxel spacing of 5 Å but the tomogram"):
         cryoseg.segment(tomo, picked_at_5)
@@ -208,10 +210,19 @@ def test_bad_input(sphere):
     with pytest.raises(InputError, match=r"negative point 1 .* outside"):
         cryoseg.segment(vol, [(24, 22, 25)], negative=[(-3, 0, 0)])
     with pytest.raises(InputError, match=r"prompt 1 at \(z, y, x\) = \(40, 40, 40\) gave an empty mask"):
-        cryoseg.segment(vol, [(40, 40, 40)])  # on background noise
+        cryoseg.segment(vol, [(40, 40, 40)], strict=True)  # on background noise
     with pytest.raises(InputError, match="at least one prompt"):
         cryoseg.segment(vol, np.zeros((0, 3)))
     with pytest.raises(UnknownModelError, match="no-such-model"):
         cryoseg.segment(vol, [(24, 22, 25)], segmenter="no-such-model")
     with pytest.raises(InputError, match="3D volume"):
         cryoseg.segment(vol[0], [(0, 22, 25)])
+
+
+def test_an_empty_prompt_loses_no_other_instance(sphere, caplog):
+    truth, vol = sphere
+    with caplog.at_level(logging.WARNING, logger="cryoseg"):
+        res = cryoseg.segment(vol, [(40, 40, 40), (24, 22, 25)])  # the first on background noise
+    assert [r.status for r in res.records] == ["empty", "ok"]
+    assert iou(res.instances.data > 0, truth) > 0.9 and len(res.particles) == 1
+    assert "prompt 1 at (z, y, x) = (40, 40, 40) gave an empty mask" in caplog.text

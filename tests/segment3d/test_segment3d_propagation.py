@@ -8,7 +8,8 @@ from scipy import ndimage
 
 from cryoseg.errors import InputError
 from cryoseg.models.base import MaskPrediction, PromptableSegmenter, SliceEmbedding
-from cryoseg.segment3d import CrossPlaneSegmenter, SelfPromptConfig, segment_instances
+from cryoseg.pipelines.segment import segment_instances
+from cryoseg.segment3d import CrossPlaneSegmenter, SelfPromptConfig
 
 
 class TrueMaskSegmenter(PromptableSegmenter):
@@ -92,10 +93,10 @@ def test_sphere_is_recovered_with_true_mask_double():
     shape = (48, 48, 48)
     truth = ball(shape, (24, 22, 25), 10)
     res, _ = run(truth.astype(np.float32), [(24, 22, 25)])
-    (inst,) = res.instances
+    (inst,) = res.records
     assert inst.status == "ok" and inst.label == 1
-    assert iou(res.labels.data == 1, truth) > 0.9
-    assert res.labels.data.dtype == np.int32
+    assert iou(res.instances.data == 1, truth) > 0.9
+    assert res.instances.data.dtype == np.int32
     assert np.allclose(inst.centroid, (24, 22, 25), atol=0.5)
     assert inst.bbox == (14, 12, 15, 35, 33, 36)
     # all six directions were propagated, each through the sphere's half (radius 10 -> 8..10 slices)
@@ -108,7 +109,7 @@ def test_propagation_feeds_back_mask_logits_and_respects_max_slices():
     res, seg = run(truth.astype(np.float32), [(24, 24, 24)], max_slices=3)
     # start planes are decoded without a prior, every later slice with the previous slice's logits
     assert seg.priors.count(False) == 3 and seg.priors.count(True) == len(seg.priors) - 3
-    assert all(n == 3 for n in res.instances[0].slices.values())
+    assert all(n == 3 for n in res.records[0].slices.values())
 
 
 def test_direction_stops_when_neighbouring_slices_overlap_less_than_tau():
@@ -120,12 +121,12 @@ def test_direction_stops_when_neighbouring_slices_overlap_less_than_tau():
     vol[(zz >= 20) & (zz < 34) & (r2 <= 3 ** 2)] = 1  # rod, z 20..33
     disc, rod = (zz < 20) & (vol > 0), (zz >= 20) & (vol > 0)
     stopped, _ = run(vol, [(15, 24, 24)], views=("z",))
-    assert stopped.instances[0].slices == {"+z": 4, "-z": 5}  # z 16..19 and 10..14: the rod was refused
-    assert np.array_equal(stopped.labels.data > 0, disc)
+    assert stopped.records[0].slices == {"+z": 4, "-z": 5}  # z 16..19 and 10..14: the rod was refused
+    assert np.array_equal(stopped.instances.data > 0, disc)
     # the same volume with the IoU rule off: the rod is accepted, up to where it vanishes (z 34)
     through, _ = run(vol, [(15, 24, 24)], views=("z",), tau_iou=0.0)
-    assert through.instances[0].slices == {"+z": 4 + 14, "-z": 5}
-    assert np.array_equal(through.labels.data > 0, disc | rod)
+    assert through.records[0].slices == {"+z": 4 + 14, "-z": 5}
+    assert np.array_equal(through.instances.data > 0, disc | rod)
 
 
 def test_direction_stops_at_the_volume_edge():
@@ -134,9 +135,9 @@ def test_direction_stops_at_the_volume_edge():
     zz, yy, xx = np.indices(vol.shape)
     vol[(yy - 16) ** 2 + (xx - 16) ** 2 <= 5 ** 2] = 1
     res, seg = run(vol, [(6, 16, 16)])
-    inst = res.instances[0]
+    inst = res.records[0]
     assert inst.slices["+z"] == 13 and inst.slices["-z"] == 6  # z 7..19 and 0..5
-    assert iou(res.labels.data > 0, vol > 0) > 0.95
+    assert iou(res.instances.data > 0, vol > 0) > 0.95
 
 
 def test_union_keeps_only_the_prompts_component():
@@ -146,7 +147,7 @@ def test_union_keeps_only_the_prompts_component():
     seg = TrueMaskSegmenter()
     seg.whole_slice = True
     res, _ = run((a | b).astype(np.float32), [(24, 24, 18)], segmenter=seg)
-    got = res.labels.data > 0
+    got = res.instances.data > 0
     assert iou(got, a) > 0.9 and not (got & b).any()
 
 
@@ -163,7 +164,7 @@ def test_confidence_point_is_the_highest_logit_inside_the_mask():
     assert next_point(plane, "confidence", None).tolist() == next_point(plane, "distance").tolist()
     truth = ball((40, 40, 40), (20, 20, 20), 9)
     res, _ = run(truth.astype(np.float32), [(20, 20, 20)], point_strategy="confidence")
-    assert iou(res.labels.data > 0, truth) > 0.9
+    assert iou(res.instances.data > 0, truth) > 0.9
 
 
 def test_u_shape_needs_the_other_views():
@@ -175,9 +176,9 @@ def test_u_shape_needs_the_other_views():
     truth = vol > 0
     z_only, _ = run(vol, [(16, 20, 28)], views=("z",))
     full, _ = run(vol, [(16, 20, 28)])
-    assert iou(z_only.labels.data > 0, truth) < 0.6
-    assert iou(full.labels.data > 0, truth) > 0.95
-    slices = full.instances[0].slices
+    assert iou(z_only.instances.data > 0, truth) < 0.6
+    assert iou(full.instances.data > 0, truth) > 0.95
+    slices = full.records[0].slices
     assert slices.get("+y", 0) >= 2 and slices.get("-y", 0) >= 2
 
 
@@ -193,7 +194,7 @@ def test_each_slice_embedded_once_and_instances_decoded_together():
     made = []
     res = segment_instances(vol, seg, centres, embedder=lambda s, v: made.append(MemoEmbedder(s, v)) or made[-1])
     embedder = made[0]
-    assert [i.status for i in res.instances] == ["ok"] * 3
+    assert [i.status for i in res.records] == ["ok"] * 3
     assert len(seg.embedded) == len(set(seg.embedded)) == res.n_embed
     assert len(set(embedder.requests)) == res.n_embed < len(embedder.requests)
     # the three spheres share their z slices: those are decoded in one call with 3 prompts
@@ -210,9 +211,9 @@ def test_negative_point_excludes_touching_neighbour():
     vol[a] = 1.0
     vol[b & ~a] = 1.5  # a different object: other intensity
     merged, _ = run(vol, [(24, 24, 22)])
-    assert iou(merged.labels.data > 0, a | b) > 0.9  # without a negative the neighbour is taken too
+    assert iou(merged.instances.data > 0, a | b) > 0.9  # without a negative the neighbour is taken too
     res, _ = run(vol, [(24, 24, 22)], negatives=[(24, 24, 41)])
-    got = res.labels.data > 0
+    got = res.instances.data > 0
     assert iou(got, a) > 0.9
     assert np.count_nonzero(got & b & ~a) < 0.02 * np.count_nonzero(b)
 
@@ -232,11 +233,10 @@ def test_several_prompts_give_several_instances_without_overwriting():
     assert third.status == "duplicate" and third.duplicate_of == 1 and third.label == 0
     assert np.array_equal(engine.labels, before)
     engine.segment([(20, 20, 30)])  # on background, between them
-    res = engine.result()
-    assert res.n_embed == len(seg.embedded) == len(set(engine.embedder.inner.requests))
-    assert [i.status for i in res.instances] == ["ok", "ok", "duplicate", "empty"]
-    engine.remove(res.instances[0], "rejected_size")
-    assert set(np.unique(engine.labels)) == {0, 2} and res.instances[0].status == "rejected_size"
+    assert engine.segmenter.n_embed == len(seg.embedded) == len(set(engine.embedder.inner.requests))
+    assert [i.status for i in engine.instances] == ["ok", "ok", "duplicate", "empty"]
+    engine.remove(engine.instances[0], "rejected_size")
+    assert set(np.unique(engine.labels)) == {0, 2} and engine.instances[0].status == "rejected_size"
 
 
 def test_touching_prompted_objects_are_split_between_their_prompts():
@@ -244,16 +244,16 @@ def test_touching_prompted_objects_are_split_between_their_prompts():
     a, b = ball(shape, (20, 20, 22), 9), ball(shape, (20, 20, 38), 9)  # same kind, fused by a neck
     vol = (a | b).astype(np.float32)
     res, _ = run(vol, [(20, 20, 22), (20, 20, 38)])
-    assert iou(res.labels.data == 1, a) > 0.85 and iou(res.labels.data == 2, b) > 0.85
+    assert iou(res.instances.data == 1, a) > 0.85 and iou(res.instances.data == 2, b) > 0.85
     alone, _ = run(vol, [(20, 20, 22), (20, 20, 38)], others_as_negatives=False)
-    assert alone.instances[1].status == "duplicate"  # the first took both, the second found its prompt taken
+    assert alone.records[1].status == "duplicate"  # the first took both, the second found its prompt taken
 
 
 def test_prompt_on_background_is_reported_empty():
     vol = ball((40, 40, 40), (20, 20, 20), 6).astype(np.float32)
     res, _ = run(vol, [(20, 20, 20), (5, 5, 5)])
-    assert [i.status for i in res.instances] == ["ok", "empty"]
-    assert res.instances[1].voxels == 0 and res.instances[1].label == 0
+    assert [i.status for i in res.records] == ["ok", "empty"]
+    assert res.records[1].voxels == 0 and res.records[1].label == 0
 
 
 def test_hole_filling_fills_pinholes_but_keeps_a_vesicle_lumen_open():
@@ -264,12 +264,12 @@ def test_hole_filling_fills_pinholes_but_keeps_a_vesicle_lumen_open():
     for p in pinholes:
         vol[p] = 0
     res, _ = run(vol, [(24, 24, 37)])
-    got = res.labels.data > 0
+    got = res.instances.data > 0
     assert all(got[p] for p in pinholes)
     assert iou(got, shell) > 0.9
     assert not got[24, 24, 24] and not got[24, 24, 30]
     kept, _ = run(vol, [(24, 24, 37)], fill_holes=False)
-    assert not any(kept.labels.data[p] for p in pinholes)
+    assert not any(kept.instances.data[p] for p in pinholes)
 
 
 @pytest.mark.parametrize("points, message", [

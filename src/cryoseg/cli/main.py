@@ -78,16 +78,11 @@ class _ToCryosegDebug(logging.Handler):
 
 
 for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"{__package__}.{_name}")
-    except ModuleNotFoundError as exc:  # a command group not built yet
-        if exc.name != f"{__package__}.{_name}":
-            raise
-        continue
-    _module.register(app)
+    importlib.import_module(f"{__package__}.{_name}").register(app)
 
-# Errors a user can fix: one line on stderr, exit code 2, no traceback.
-USER_ERRORS = (CryosegError, ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError)
+# Errors a user can fix: ours, and the operating system's about a user's file (missing, not allowed, a folder).
+# Anything else is a bug of ours and keeps its traceback.
+USER_ERRORS = (CryosegError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError)
 
 
 def _usage_error_types() -> tuple[type[BaseException], ...]:

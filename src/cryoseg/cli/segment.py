@@ -76,7 +76,7 @@ def _points(inline: list[str] | None, path: Path | None, volume: Any, option: st
 
 
 def _check_output(output: Path, volume_format: str | None, overwrite: bool, *inputs: Path | None) -> None:
-    from ..segment3d.output import check_volume_format
+    from ..pipelines.output import check_volume_format
 
     check_output_dir(output, overwrite, [p for p in inputs if p is not None])
     if volume_format is not None:
@@ -133,7 +133,7 @@ def segment(
     volume, points, negs = _load_inputs(tomo, voxel_size, nan_policy, prompt, prompts, negative, negatives)
     kwargs = _set({"segmenter": segmenter, "weights": weights, "device": device, "dtype": dtype,
                    "cache_dir": cache_dir})
-    result = api.segment(volume, points, negs, config=_segment_config(tau_iou, max_slices), **kwargs)
+    result = api.segment(volume, points, negs, config=_segment_config(tau_iou, max_slices), strict=True, **kwargs)
     files = result.save(output, inputs=tuple(p for p in (tomo, prompts, negatives) if p is not None),
                         parameters={"tomogram": str(tomo)}, **_set({"volume_format": volume_format}))
     say(f"{len(result.kept)} instance(s) from {len(points)} prompt(s); {result.n_embed} slices embedded, "

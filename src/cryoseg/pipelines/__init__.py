@@ -1,4 +1,5 @@
-"""End-to-end pipelines. `pick`: one-prompt segmentation and picking of a whole tomogram (CryoSAM).
+"""End-to-end pipelines. `segment`: the prompted instances in 3D; `pick`: one-prompt segmentation and picking of a
+whole tomogram (CryoSAM); `output`: the one writer of a run folder.
 
 Submodules are imported on use, so `import cryoseg.pipelines` stays light.
 """
@@ -7,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-_EXPORTS = {"PickConfig": "pick", "PickResult": "pick", "pick_instances": "pick"}
+_EXPORTS = {"PickConfig": "pick", "PickResult": "pick", "pick_instances": "pick", "RunResult": "result",
+            "SegmentResult": "segment", "segment_instances": "segment"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..geometry import to_voxel
 from ..io.particles import Particles
 from ..io.record import StageTimer
 from ..io.volume import Volume
@@ -25,7 +26,7 @@ from ..models.base import FeatureExtractor, PromptableSegmenter
 from ..progress import track
 from ..segment3d import CrossPlaneSegmenter, InstanceInfo, SelfPromptConfig, as_points
 from ..segment3d.engine import EmbedderFactory
-from ..segment3d.prompts import to_voxel
+from .result import RunResult
 
 log = logging.getLogger(__name__)
 
@@ -67,58 +68,48 @@ class PickConfig:
 
 
 @dataclass
-class PickResult:
-    """Every instance of the prompted kind in one tomogram.
+class PickResult(RunResult):
+    """Every instance of the prompted kind in one tomogram (see `RunResult` for the shared fields).
+
+    `instances` has consecutive ids, prompted instances first, then by decreasing similarity; `particles` carry
+    the matching similarity as their score (1.0 for the prompted instances), class 1 named `config.class_name`.
 
     Attributes:
-        instances: int32 label volume (Z, Y, X), consecutive ids, prompted instances first; voxel size kept.
-        mask: uint8 semantic mask (Z, Y, X), 1 on any instance.
-        particles: one pick per instance at its centroid (z, y, x voxels); `scores` = matching similarity
-            (1.0 for the prompted instances), `instance_ids` = label ids, class 1 named `class_name`.
         similarity: (N,) matching similarity of each pick (1.0 for prompted ones).
-        iou_score: (N,) mean predicted IoU of each pick's 2D masks.
         is_prompt: (N,) True for the instances grown from the user's prompts.
-        records: every prompt and proposal with its outcome (status "ok", "empty", "duplicate",
-            "rejected_size"; "skipped" for proposals inside an existing instance), labels as in `instances`.
         matches: the raw matching result (proposal points and scores, evaluations, per-level stats).
-        counts: prompts, proposals, skipped, empty, rejected, instances, embed and predict calls.
-        seconds: wall-clock seconds per stage.
-        config: the settings used.
-        models: backend names, {"segmenter": ..., "features": ...}.
-        volume: the tomogram (for previews; not copied).
+    """
+
+    similarity: np.ndarray
+    is_prompt: np.ndarray
+    matches: MatchResult
+
+    def report(self, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+        m = self.matches
+        return {**super().report(parameters), "matching": {"mode": m.mode, "n_evaluations": m.n_evaluations,
+                                                           "nms_radius": m.nms_radius, "levels": m.levels}}
+
+    def particle_columns(self) -> dict[str, np.ndarray]:
+        return {"label": self.particles.instance_ids, "similarity": self.similarity, "iou_score": self.iou_scores,
+                "is_prompt": self.is_prompt.astype(int)}
+
+
+@dataclass
+class RankedInstances:
+    """The kept instances relabelled 1..N, prompted first, then by decreasing similarity.
+
+    Attributes:
+        instances: int32 label volume (Z, Y, X) with the new ids.
+        particles: centroid picks, scores = similarity, `instance_ids` = the new ids.
+        similarity, iou_scores: (N,) per pick.
+        is_prompt: (N,) True for the prompted instances.
     """
 
     instances: Volume
-    mask: Volume
     particles: Particles
     similarity: np.ndarray
-    iou_score: np.ndarray
+    iou_scores: np.ndarray
     is_prompt: np.ndarray
-    records: list[InstanceInfo]
-    matches: MatchResult
-    counts: dict[str, int]
-    seconds: dict[str, float]
-    config: PickConfig
-    models: dict[str, str]
-    volume: Volume | None = field(default=None, repr=False, compare=False)
-
-    def save(self, outdir: str | Path, volume_format: str = "mrc", inputs: tuple[str | Path, ...] = (),
-             parameters: dict[str, Any] | None = None) -> dict[str, Path]:
-        """Write instances and mask (MRC or OME-Zarr), picks (STAR 4 and 5, CSV, copick JSON), tables,
-        a preview PNG and report.json into `outdir`; returns {name: path}."""
-        from ..segment3d.output import write_outputs
-
-        report = {"parameters": {"config": self.config, **(parameters or {})}, "models": self.models,
-                  "counts": self.counts, "seconds": self.seconds,
-                  "matching": {"mode": self.matches.mode, "n_evaluations": self.matches.n_evaluations,
-                               "nms_radius": self.matches.nms_radius, "levels": self.matches.levels}}
-        first_prompt = next((r.prompt for r in self.records if r.status == "ok"), None)
-        return write_outputs(outdir, labels=self.instances, particles=self.particles, instances=self.records,
-                             report=report, tomogram=self.volume, point=first_prompt, volume_format=volume_format,
-                             inputs=inputs, extra_columns={"label": self.particles.instance_ids,
-                                                           "similarity": self.similarity,
-                                                           "iou_score": self.iou_score,
-                                                           "is_prompt": self.is_prompt.astype(int)})
 
 
 def _check_prompted(infos: list[InstanceInfo]) -> None:
@@ -210,25 +201,24 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
                     "leaked into a neighbouring structure (check preview.png; negative points or another "
                     "prompt help)", skipped)
     with timer("finish"):
-        result = _assemble(engine, records, len(prompted), similarity, volume, config)
+        ranked = _assemble(engine, records, len(prompted), similarity, volume, config)
     counts = {"prompts": len(prompts), "negatives": len(negatives), "proposals": len(matches.points),
               "skipped_inside": skipped,
               "empty": sum(r.status == "empty" for r in records),
               "duplicate": sum(r.status == "duplicate" for r in records),
               "rejected_size": sum(r.status == "rejected_size" for r in records),
-              "instances": len(result[2]), "embed_calls": engine.segmenter.n_embed,
-              "predict_calls": engine.segmenter.n_predict, "similarity_evaluations": matches.n_evaluations}
+              "instances": len(ranked.particles), "n_embed": engine.segmenter.n_embed,
+              "n_predict": engine.segmenter.n_predict, "similarity_evaluations": matches.n_evaluations}
     seconds = dict(timer.seconds)
     seconds.update({f"segment_{k}": v for k, v in engine.timer.seconds.items()})
-    labels, mask, particles, sim, iou, is_prompt = result
-    log.info("%d instance(s) of the prompted kind", len(particles))
-    return PickResult(labels, mask, particles, sim, iou, is_prompt, records, matches, counts, seconds, config,
-                      {"segmenter": engine.segmenter.name, "features": getattr(extractor, "name", "features")},
-                      volume)
+    log.info("%d instance(s) of the prompted kind", len(ranked.particles))
+    models = {"segmenter": engine.segmenter.name, "features": getattr(extractor, "name", "features")}
+    return PickResult(ranked.instances, records, ranked.particles, ranked.iou_scores, counts, seconds, config, models,
+                      similarity=ranked.similarity, is_prompt=ranked.is_prompt, matches=matches, volume=volume)
 
 
 def _assemble(engine: CrossPlaneSegmenter, records: list[InstanceInfo], n_prompted: int,
-              similarity: dict[int, float], volume: Volume, config: PickConfig) -> tuple:
+              similarity: dict[int, float], volume: Volume, config: PickConfig) -> RankedInstances:
     """Relabel the kept instances 1..N (prompted first, then by decreasing similarity) and build the picks.
 
     `records` starts with the `n_prompted` records of the user's prompts.
@@ -244,11 +234,9 @@ def _assemble(engine: CrossPlaneSegmenter, records: list[InstanceInfo], n_prompt
     is_prompt = np.arange(len(picks)) < len(prompted)
     for r in picks:
         r.label = int(lut[r.label])
-    iou = np.array([r.score for r in picks], dtype=np.float64)
+    iou = np.array([r.iou_score for r in picks], dtype=np.float64)
     particles = Particles(np.array([r.centroid for r in picks]).reshape(-1, 3),
                           classes=np.ones(len(picks), dtype=np.int64), scores=sim,
                           instance_ids=np.array([r.label for r in picks], dtype=np.int64),
                           class_names={1: config.class_name})
-    instances = Volume(labels, volume.voxel_size, volume.origin)
-    mask = Volume((labels > 0).astype(np.uint8), volume.voxel_size, volume.origin)
-    return instances, mask, particles, sim, iou, is_prompt
+    return RankedInstances(Volume(labels, volume.voxel_size, volume.origin), particles, sim, iou, is_prompt)

@@ -1,4 +1,8 @@
-"""Prompted 3D instance segmentation of a whole volume: the three views, union, clean-up, instance labels."""
+"""Prompted 3D instance segmentation of a whole volume: the three views, union, clean-up, instance labels.
+
+`CrossPlaneSegmenter` is the engine; `cryoseg.pipelines.segment.segment_instances` runs it once and returns the
+user-facing result.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..geometry import to_voxel
 from ..io.record import StageTimer
 from ..io.volume import Volume
 from ..models.base import PromptableSegmenter
@@ -17,9 +22,9 @@ from ..progress import track
 from .cleanup import clean_instance, component_at, union_of_planes
 from .config import SelfPromptConfig
 from .counting import CountingSegmenter
-from .prompts import as_points, to_voxel
+from .prompts import as_points
 from .propagate import Embedder, InstanceTrace, ViewPropagator
-from .result import InstanceInfo, SegmentationResult
+from .records import InstanceInfo
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +119,7 @@ class CrossPlaneSegmenter:
 
     def _finish(self, trace: InstanceTrace, negatives: np.ndarray) -> InstanceInfo:
         info = InstanceInfo(0, trace.prompt, "empty", n_planes=len(trace.planes), slices=dict(trace.slices),
-                            score=float(np.mean(trace.scores)) if trace.scores else float("nan"))
+                            iou_score=float(np.mean(trace.scores)) if trace.scores else float("nan"))
         voxel = to_voxel(trace.prompt[None], self.shape)[0]
         holder = int(self.labels[tuple(voxel)])
         if holder:
@@ -147,38 +152,3 @@ class CrossPlaneSegmenter:
             region = self.labels[window]
             region[region == info.label] = 0
         info.label, info.status = 0, status
-
-    def result(self) -> SegmentationResult:
-        """Everything segmented so far."""
-        labels = Volume(self.labels, self.volume.voxel_size, self.volume.origin)
-        return SegmentationResult(labels, list(self.instances), self.segmenter.n_embed, self.segmenter.n_predict,
-                                  dict(self.timer.seconds), self.config, self.segmenter.name, self.volume)
-
-
-def segment_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, points: Any,
-                      negatives: Any = None, config: SelfPromptConfig | None = None,
-                      embedder: EmbedderFactory | None = None,
-                      cache_dir: str | Path | None = None) -> SegmentationResult:
-    """Cross-Plane Self-Prompting: one 3D instance per point prompt.
-
-    Each point is segmented on its z, y and x planes; every plane mask is propagated slice by slice along
-    ± its axis (prompted with a point of the previous slice's mask, its deepest by default, and its mask
-    logits) until neighbouring masks overlap less than `tau_iou`, the mask vanishes or the volume ends.
-    The union of all 2D masks is cleaned (small holes filled, the prompt's component kept). Instances
-    that share a slice are decoded in one batched call.
-
-    Args:
-        volume: (Z, Y, X) tomogram (`Volume` or array).
-        segmenter: 2D promptable segmenter backend.
-        points: (N, 3) z, y, x voxels; earlier points win voxels over later ones.
-        negatives: optional (M, 3) z, y, x voxels that belong to no instance.
-        config: settings; defaults `SelfPromptConfig()`.
-        embedder: optional factory of the slice-embedding provider (default `cryoseg.embed.SliceEmbedder`).
-        cache_dir: embedding cache folder.
-
-    Returns:
-        `SegmentationResult`; instances that found nothing have status "empty" (no error here).
-    """
-    engine = CrossPlaneSegmenter(volume, segmenter, config, embedder=embedder, cache_dir=cache_dir)
-    engine.segment(points, negatives)
-    return engine.result()

@@ -14,7 +14,7 @@ from ..io.atomic import atomic_path, staged_folder
 from ..io.particles import Particles
 from ..io.record import write_record
 from ..io.volume import Volume
-from .result import InstanceInfo
+from ..segment3d.records import InstanceInfo
 
 log = logging.getLogger(__name__)
 
