@@ -11,9 +11,10 @@ import pytest
 import tifffile
 
 from cryoseg.cli.main import main
-from cryoseg.io import volumes
+from cryoseg.io import arrays
 from cryoseg.io.volume import Volume
-from cryoseg.io.volumes import chunk_stats, read_volume, volume_info, write_volume
+from cryoseg.io.arrays import chunk_stats
+from cryoseg.io.volumes import read_volume, volume_info, write_volume
 
 ANISO = (20.0, 10.0, 5.0)  # z, y, x in Å
 
@@ -163,7 +164,7 @@ def test_voxel_size_override(tmp_path):
 
 
 def test_chunked_statistics_match_numpy(monkeypatch):
-    monkeypatch.setattr(volumes, "SLAB_ELEMENTS", 30)  # many slabs of one plane each
+    monkeypatch.setattr(arrays, "SLAB_ELEMENTS", 30)  # many slabs of one plane each
     data = np.random.default_rng(1).normal(5.0, 2.0, (7, 5, 6)).astype(np.float32)
     data[3, 2, 1] = np.nan
     stats = chunk_stats(data)
@@ -171,7 +172,7 @@ def test_chunked_statistics_match_numpy(monkeypatch):
     assert stats.nonfinite == 1 and stats.count == finite.size
     assert stats.min == pytest.approx(finite.min()) and stats.max == pytest.approx(finite.max())
     assert stats.mean == pytest.approx(finite.mean()) and stats.std == pytest.approx(finite.std())
-    assert len(list(volumes.iter_z_slabs(data.shape))) == 7
+    assert len(list(arrays.iter_z_slabs(data.shape))) == 7
 
 
 def test_volume_info():

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 
 from cryoseg.errors import CorruptFileError, InputError, OverwriteInputError, UnsupportedFormatError
-from cryoseg.io import volumes
+from cryoseg.io import arrays
 from cryoseg.io.volume import Volume
 from cryoseg.io.volumes import read_volume, write_volume
 
@@ -122,7 +122,7 @@ def test_corrupt_omezarr(tmp_path):
 
 @pytest.mark.parametrize("ext", [".mrc", ".ome.zarr"])
 def test_nan_is_refused_with_count_and_hint(tmp_path, ext, monkeypatch):
-    monkeypatch.setattr(volumes, "SLAB_ELEMENTS", 30)  # the check runs slab by slab
+    monkeypatch.setattr(arrays, "SLAB_ELEMENTS", 30)  # the check runs slab by slab
     data = np.ones((4, 5, 6), np.float32)
     data[0, 0, 0], data[3, 4, 5] = np.nan, np.inf
     path = write_volume(Volume(data, voxel_size=1.0), tmp_path / f"v{ext}")

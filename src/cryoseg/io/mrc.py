@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorruptFileError
-from .volumes import chunk_stats, iter_z_slabs
+from .arrays import chunk_stats, iter_z_slabs
+from .volume import Volume
 
 logger = logging.getLogger(__name__)
 
@@ -56,25 +57,20 @@ def read_mrc(
     return data, voxel_size, origin
 
 
-def write_mrc(
-    data: np.ndarray,
-    path: Path,
-    voxel_size: tuple[float, float, float],
-    origin: tuple[float, float, float],
-    dtype: np.dtype,
-) -> None:
-    """Write `data` (Z, Y, X) to a new MRC file at `path` as `dtype` (one of MRC_DTYPES), slab by slab.
+def write_mrc(volume: Volume, path: Path, dtype: np.dtype) -> None:
+    """Write `volume` (data (Z, Y, X)) to a new MRC file at `path` as `dtype` (one of MRC_DTYPES), slab by slab.
 
-    Voxel size and origin are given in Å (z, y, x) and stored as the header's x, y, z.
+    Its voxel size and origin (Å, z, y, x) are stored as the header's x, y, z.
     """
     import mrcfile
     from mrcfile.utils import mode_from_dtype
 
+    data, (vz, vy, vx), (oz, oy, ox) = volume.data, volume.voxel_size, volume.origin
     with mrcfile.new_mmap(str(path), shape=data.shape, mrc_mode=mode_from_dtype(np.dtype(dtype))) as mrc:
         for sl in iter_z_slabs(data.shape):
             mrc.data[sl] = data[sl]
-        mrc.voxel_size = (voxel_size[2], voxel_size[1], voxel_size[0])
-        mrc.header.origin = (origin[2], origin[1], origin[0])
+        mrc.voxel_size = (vx, vy, vz)
+        mrc.header.origin = (ox, oy, oz)
         # header statistics computed in slabs: update_header_stats() would build full-size temporaries
         stats = chunk_stats(mrc.data)
         mrc.header.dmin, mrc.header.dmax = stats.min, stats.max

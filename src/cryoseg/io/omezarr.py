@@ -10,14 +10,18 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptFileError, InputError
-from . import volumes
-from .volumes import angstrom_per_unit
+from . import arrays
+from .units import angstrom_per_unit
+from .volume import Volume
 
 logger = logging.getLogger(__name__)
 
 MAX_LEVELS = 3  # level 0 plus at most two 2x-downsampled levels
 MIN_DOWNSAMPLE_SIZE = 64  # a level is only downsampled further while its smallest axis is at least this
 CHUNK = 64
+# dtypes written unchanged: zarr stores every real numpy dtype
+OMEZARR_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                  "float16", "float32", "float64")
 
 
 def read_omezarr(path: Path) -> tuple[np.ndarray, tuple[float, float, float], tuple[float, float, float]]:
@@ -77,14 +81,8 @@ def read_omezarr(path: Path) -> tuple[np.ndarray, tuple[float, float, float], tu
     return data, tuple(voxel[:3]), tuple(origin[:3])
 
 
-def write_omezarr(
-    data: np.ndarray,
-    path: Path,
-    voxel_size: tuple[float, float, float],
-    origin: tuple[float, float, float],
-    dtype: np.dtype,
-) -> None:
-    """Write `data` (Z, Y, X) as an NGFF 0.4 multiscale image (zarr format 2) with axes z, y, x in Å.
+def write_omezarr(volume: Volume, path: Path, dtype: np.dtype) -> None:
+    """Write `volume` (data (Z, Y, X)) as an NGFF 0.4 multiscale image (zarr format 2) with axes z, y, x in Å.
 
     Levels are 2x downsampled (block mean for floats, every second voxel for integer labels, so labels
     stay labels) while the smallest axis is at least MIN_DOWNSAMPLE_SIZE, up to MAX_LEVELS levels.
@@ -92,6 +90,7 @@ def write_omezarr(
     """
     import zarr
 
+    data, voxel_size, origin = volume.data, volume.voxel_size, volume.origin
     root = zarr.open_group(str(path), mode="w", zarr_format=2)
     mean_pool = np.dtype(dtype).kind in "fc"
     source: Any = data
@@ -110,7 +109,7 @@ def write_omezarr(
             config={"write_empty_chunks": True},
         )
         # whole chunks per write (a partial chunk is recompressed on every write); a level > 0 reads 8x its size
-        for zs, ys in _tiles(shape, chunks, volumes.SLAB_ELEMENTS // (8 if level else 1)):
+        for zs, ys in _tiles(shape, chunks, arrays.SLAB_ELEMENTS // (8 if level else 1)):
             if level == 0:
                 array[zs, ys] = np.asarray(source[zs, ys], dtype=dtype)
             else:

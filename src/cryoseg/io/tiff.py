@@ -7,8 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorruptFileError, InputError
-from .volumes import angstrom_per_unit
+from .units import angstrom_per_unit
+from .volume import Volume
 
+TIFF_EXTENSIONS = (".tif", ".tiff")
+# dtypes written unchanged (ImageJ hyperstacks hold no others)
+TIFF_DTYPES = ("uint8", "uint16", "int16", "float32")
 # TIFF ResolutionUnit tag: 2 = inch, 3 = centimetre (1 = none)
 _RESOLUTION_UNITS = {2: "inch", 3: "cm"}
 
@@ -53,15 +57,16 @@ def read_tiff(path: Path, mmap: bool = True) -> tuple[np.ndarray, tuple[float, f
     return data, (voxel[0], voxel[1], voxel[2])
 
 
-def write_tiff(data: np.ndarray, path: Path, voxel_size: tuple[float, float, float], dtype: np.dtype) -> None:
-    """Write `data` (Z, Y, X) as an ImageJ hyperstack in `dtype` (uint8, uint16, int16 or float32), plane by plane.
+def write_tiff(volume: Volume, path: Path, dtype: np.dtype) -> None:
+    """Write `volume` (data (Z, Y, X)) as an ImageJ hyperstack in `dtype` (one of TIFF_DTYPES), plane by plane.
 
-    The voxel size (Å, z, y, x) is stored in nm: ImageJ `spacing` for z and X/YResolution for y, x.
-    A zero (unknown) voxel size is left out rather than written as a calibration.
+    The voxel size (Å, z, y, x) is stored in nm: ImageJ `spacing` for z and X/YResolution for y, x; TIFF keeps no
+    origin. A zero (unknown) voxel size is left out rather than written as a calibration.
     """
     import tifffile
 
-    vz, vy, vx = (v / 10.0 for v in voxel_size)  # Å -> nm
+    data = volume.data
+    vz, vy, vx = (v / 10.0 for v in volume.voxel_size)  # Å -> nm
     metadata: dict = {"axes": "ZYX"}
     kwargs: dict = {}
     if vx > 0 and vy > 0:

@@ -1,6 +1,7 @@
 """Read and write volumes (MRC, TIFF stacks, OME-Zarr) as `Volume`: arrays in z, y, x, voxel size in Å.
 
-Format modules (`mrc`, `tiff`, `omezarr`) are imported only when a file of their kind is touched.
+The format modules (`mrc`, `tiff`, `omezarr`) do the reading and writing; they import their libraries (mrcfile,
+tifffile, zarr) only when a file of their kind is touched.
 
 Dtypes on write: a dtype the format stores as is is kept. Otherwise booleans and integers go to the
 first integer type of the format that holds their range (MRC: int8, int16, uint16; TIFF: uint8,
@@ -11,15 +12,15 @@ float32. An explicit `dtype` is used as given (numpy casting) when the format ca
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError, UnsupportedFormatError
+from . import mrc, omezarr, tiff
+from .arrays import ChunkStats, chunk_stats, iter_z_slabs
 from .atomic import atomic_path, check_not_input, register_input
 from .paths import require_input_path
 from .volume import Volume
@@ -28,31 +29,10 @@ logger = logging.getLogger(__name__)
 
 VoxelSizeLike = float | tuple[float, float, float]
 
-_EXTENSIONS = {".mrc": "mrc", ".rec": "mrc", ".map": "mrc", ".st": "mrc", ".tif": "tiff", ".tiff": "tiff"}
+# extension -> format; ".zarr" (and ".ome.zarr") folders are OME-Zarr
+_EXTENSIONS = {**{ext: "mrc" for ext in mrc.MRC_EXTENSIONS}, **{ext: "tiff" for ext in tiff.TIFF_EXTENSIONS}}
 # dtypes each format stores unchanged; integer order is the preference when converting
-FORMAT_DTYPES = {
-    "mrc": ("int8", "int16", "uint16", "float16", "float32"),
-    "tiff": ("uint8", "uint16", "int16", "float32"),
-    "omezarr": ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-                "float16", "float32", "float64"),
-}
-
-# Å per unit; names as written by ImageJ, TIFF resolution units and OME-NGFF
-_ANGSTROM_PER_UNIT = {
-    "å": 1.0, "a": 1.0, "ang": 1.0, "angstrom": 1.0, "angstroms": 1.0, "\\u00c5": 1.0,
-    "pm": 0.01, "picometer": 0.01,
-    "nm": 10.0, "nanometer": 10.0, "nanometers": 10.0, "nanometre": 10.0,
-    "um": 1e4, "µm": 1e4, "μm": 1e4, "\\u00b5m": 1e4, "micron": 1e4, "microns": 1e4,
-    "micrometer": 1e4, "micrometers": 1e4, "micrometre": 1e4,
-    "mm": 1e7, "millimeter": 1e7, "cm": 1e8, "centimeter": 1e8, "inch": 2.54e8, "m": 1e10, "meter": 1e10,
-}
-
-
-def angstrom_per_unit(unit: str | None) -> float | None:
-    """Å in one `unit` (e.g. "nm" -> 10), or None for a missing or unknown unit such as "pixel"."""
-    if not unit:
-        return None
-    return _ANGSTROM_PER_UNIT.get(str(unit).strip().lower())
+FORMAT_DTYPES = {"mrc": mrc.MRC_DTYPES, "tiff": tiff.TIFF_DTYPES, "omezarr": omezarr.OMEZARR_DTYPES}
 
 
 def volume_format(path: str | Path) -> str:
@@ -67,57 +47,6 @@ def volume_format(path: str | Path) -> str:
             "use .mrc, .rec, .map, .st, .tif, .tiff, .zarr or .ome.zarr"
         )
     return fmt
-
-
-# values per slab when a whole volume is scanned (NaN check, statistics, writes): 32 MB as float64
-SLAB_ELEMENTS = 1 << 22
-
-
-def iter_z_slabs(shape: tuple[int, ...], max_elements: int | None = None) -> Iterator[slice]:
-    """Slices along z (axis 0) covering `shape`, at most `max_elements` (default SLAB_ELEMENTS) values per slab
-    but at least one plane."""
-    plane = math.prod(shape[1:]) or 1
-    step = max(1, (max_elements or SLAB_ELEMENTS) // plane)
-    for start in range(0, shape[0], step):
-        yield slice(start, min(start + step, shape[0]))
-
-
-@dataclass(frozen=True)
-class ChunkStats:
-    """Statistics over the finite values of an array; `nonfinite` counts NaN and Inf."""
-
-    min: float
-    max: float
-    mean: float
-    std: float
-    count: int
-    nonfinite: int
-
-
-def chunk_stats(data: np.ndarray) -> ChunkStats:
-    """Min, max, mean and std of the finite values of `data` (Z, ...), read in z-slabs to bound memory."""
-    n, mean, m2 = 0, 0.0, 0.0
-    lo, hi, nonfinite = math.inf, -math.inf, 0
-    for sl in iter_z_slabs(data.shape):
-        slab = np.asarray(data[sl], dtype=np.float64)
-        if data.dtype.kind in "fc":
-            finite = np.isfinite(slab)
-            nonfinite += int(slab.size - np.count_nonzero(finite))
-            slab = slab[finite]
-        if slab.size == 0:
-            continue
-        k, k_mean = slab.size, float(slab.mean())
-        k_m2 = float(np.square(slab - k_mean).sum())
-        # Chan et al. pairwise combination of (count, mean, M2): stable across many slabs
-        delta = k_mean - mean
-        total = n + k
-        mean += delta * k / total
-        m2 += k_m2 + delta * delta * n * k / total
-        n = total
-        lo, hi = min(lo, float(slab.min())), max(hi, float(slab.max()))
-    if n == 0:
-        return ChunkStats(math.nan, math.nan, math.nan, math.nan, 0, nonfinite)
-    return ChunkStats(lo, hi, mean, math.sqrt(m2 / n), n, nonfinite)
 
 
 def _voxel_size_override(voxel_size: VoxelSizeLike | None) -> tuple[float, float, float] | None:
@@ -207,17 +136,11 @@ def read_volume_geometry(
     require_input_path(path, "OME-Zarr volume" if fmt == "omezarr" else f"{fmt.upper()} file", fmt == "omezarr")
     override = _voxel_size_override(voxel_size)
     if fmt == "omezarr":
-        from .omezarr import read_omezarr
-
-        data, vs, origin = read_omezarr(path)
+        data, vs, origin = omezarr.read_omezarr(path)
     elif fmt == "mrc":
-        from .mrc import read_mrc
-
-        data, vs, origin = read_mrc(path, permissive=permissive, mmap=mmap)
+        data, vs, origin = mrc.read_mrc(path, permissive=permissive, mmap=mmap)
     else:
-        from .tiff import read_tiff
-
-        data, vs = read_tiff(path, mmap=mmap)
+        data, vs = tiff.read_tiff(path, mmap=mmap)
         origin = (0.0, 0.0, 0.0)
     if data.ndim == 2:
         raise InputError(f"{path}: a single 2D image of shape {tuple(data.shape)}, not a 3D volume or stack (z, y, x)")
@@ -280,17 +203,11 @@ def write_volume(volume: Volume, path: str | Path, inputs: Iterable[str | Path] 
         logger.debug("%s: writing %s data as %s", path, volume.data.dtype.name, target.name)
     with atomic_path(path, inputs, is_dir=fmt == "omezarr") as tmp:
         if fmt == "mrc":
-            from .mrc import write_mrc
-
-            write_mrc(volume.data, tmp, volume.voxel_size, volume.origin, target)
+            mrc.write_mrc(volume, tmp, target)
         elif fmt == "tiff":
-            from .tiff import write_tiff
-
-            write_tiff(volume.data, tmp, volume.voxel_size, target)
+            tiff.write_tiff(volume, tmp, target)
         else:
-            from .omezarr import write_omezarr
-
-            write_omezarr(volume.data, tmp, volume.voxel_size, volume.origin, target)
+            omezarr.write_omezarr(volume, tmp, target)
     return path
 
 
