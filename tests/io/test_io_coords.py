@@ -11,7 +11,7 @@ import pytest
 
 from cryoseg.errors import CorruptFileError, InputError, OverwriteInputError, UnsupportedFormatError
 from cryoseg.io import Particles, read_particles, write_particles
-from cryoseg.io.coords import matrices_to_relion_angles, relion_angles_to_matrices
+from cryoseg.io.conversions import matrices_to_relion_angles, relion_angles_to_matrices
 
 # Non-cubic shape and anisotropic voxels: swapping any two axes changes every number below.
 SHAPE = (30, 50, 70)  # z, y, x

@@ -12,8 +12,8 @@ import tifffile
 
 from cryoseg.cli.main import main
 from cryoseg.io import arrays
-from cryoseg.io.volume import Volume
 from cryoseg.io.arrays import chunk_stats
+from cryoseg.io.volume import Volume
 from cryoseg.io.volumes import read_volume, volume_info, write_volume
 
 ANISO = (20.0, 10.0, 5.0)  # z, y, x in Å

@@ -24,7 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorruptFileError, InputError
-from .coords import make_particles, matrices_to_relion_angles, relion_angles_to_matrices, require_voxel_size
+from .conversions import (
+    make_particles,
+    matrices_to_relion_angles,
+    relion_angles_to_matrices,
+    require_voxel_size,
+)
 from .particles import Particles
 
 logger = logging.getLogger(__name__)

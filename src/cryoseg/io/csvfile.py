@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorruptFileError, InputError
-from .coords import make_particles
+from .conversions import make_particles
 from .particles import Particles
 
 COORDS = ("z", "y", "x")

@@ -22,7 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorruptFileError, InputError
-from .coords import make_particles, matrices_to_relion_angles, relion_angles_to_matrices
+from .conversions import (
+    make_particles,
+    matrices_to_relion_angles,
+    relion_angles_to_matrices,
+)
 from .particles import Particles
 
 logger = logging.getLogger(__name__)

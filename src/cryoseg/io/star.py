@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorruptFileError, InputError
-from .coords import (
+from .conversions import (
     make_particles,
     matrices_to_relion_angles,
     relion_angles_to_matrices,
