@@ -15,9 +15,20 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from .errors import InputError
+from .io.volume import Volume
 
 VIEWS: tuple[str, ...] = ("z", "y", "x")
 AXIS: dict[str, int] = {"z": 0, "y": 1, "x": 2}
+
+
+def as_volume_array(volume: np.ndarray | Volume) -> np.ndarray:
+    """The (Z, Y, X) array of `volume` (a `Volume` or an array), checked to be 3D, real and non-empty."""
+    arr = volume.data if isinstance(volume, Volume) else np.asarray(volume)
+    if arr.ndim != 3 or min(arr.shape) < 1:
+        raise InputError(f"expected a 3D volume (z, y, x), got an array of shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
+        raise InputError(f"expected a real-valued volume, got dtype {arr.dtype}")
+    return arr
 
 
 def check_views(views: Iterable[str] | str) -> tuple[str, ...]:

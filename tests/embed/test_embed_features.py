@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import zarr
 
-from cryoseg.embed import ViewFeatureStack, extract_view_features, view_slice
+from cryoseg.embed import ViewFeatureStack, extract_view_features
+from cryoseg.geometry import view_slice
 from cryoseg.embed.store import store_path, volume_hash
 from cryoseg.errors import InputError
 from cryoseg.io.volume import Volume

@@ -8,16 +8,5 @@ from __future__ import annotations
 
 from .features import FeatureMapStack, ViewFeatures, ViewFeatureStack, extract_view_features
 from .slices import SliceEmbedder
-from .views import VIEWS, view_image_shape, view_length, view_slice
 
-__all__ = [
-    "VIEWS",
-    "FeatureMapStack",
-    "SliceEmbedder",
-    "ViewFeatureStack",
-    "ViewFeatures",
-    "extract_view_features",
-    "view_image_shape",
-    "view_length",
-    "view_slice",
-]
+__all__ = ["FeatureMapStack", "SliceEmbedder", "ViewFeatureStack", "ViewFeatures", "extract_view_features"]

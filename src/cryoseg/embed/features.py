@@ -14,7 +14,7 @@ from ..io.volume import Volume
 from ..models.base import FeatureExtractor, FeatureMap
 from ..progress import track
 from .store import SliceStore, make_signature, storage_roundtrip, store_path, volume_hash
-from .views import as_volume_array, check_views, resolve_indices, view_length, view_slice
+from ..geometry import as_volume_array, check_views, resolve_indices, view_length, view_slice
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ class ViewFeatureStack:
     """Features of some slices of one view.
 
     Attributes:
-        view: "z", "y" or "x" (see `cryoseg.embed.views` for which pixels each slice holds).
+        view: "z", "y" or "x" (see `cryoseg.geometry` for which pixels each slice holds).
         indices: (n,) int64 slice indices along the view's axis, ascending.
         features: (n, C, h, w) float32; row k belongs to slice indices[k]. With a cache the values are
             float16-rounded (as stored), so a first and a second run give identical numbers.

@@ -12,7 +12,7 @@ from ..errors import InputError
 from ..io.volume import Volume
 from ..models.base import PromptableSegmenter, SliceEmbedding
 from .store import SliceStore, make_signature, storage_roundtrip, store_path, volume_hash
-from .views import VIEWS, as_volume_array, check_views, view_image_shape, view_length, view_slice
+from ..geometry import VIEWS, as_volume_array, check_views, view_image_shape, view_length, view_slice
 
 logger = logging.getLogger(__name__)
 

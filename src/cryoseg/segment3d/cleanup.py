@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from .config import SelfPromptConfig
 from .propagate import PlaneMask
-from .views import AXIS, in_plane_axes, paste_index
+from ..geometry import AXIS, in_plane_axes, paste_index
 
 
 def union_of_planes(planes: list[PlaneMask], shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import InputError
+from ..geometry import check_views
 
 POINT_STRATEGIES = ("distance", "centroid", "confidence")
 
@@ -57,9 +58,7 @@ class SelfPromptConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.tau_iou <= 1.0:
             raise InputError(f"tau_iou must lie in [0, 1], got {self.tau_iou}")
-        bad = [v for v in self.views if v not in ("z", "y", "x")]
-        if bad or not self.views or len(set(self.views)) != len(self.views):
-            raise InputError(f"views must be distinct names among 'z', 'y', 'x'; got {self.views}")
+        check_views(self.views)
         if self.min_area < 1:
             raise InputError(f"min_area must be at least 1 pixel, got {self.min_area}")
         if not 0.0 < self.max_area_fraction <= 1.0:

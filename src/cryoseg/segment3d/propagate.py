@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from ..models.base import MaskPrediction, PromptableSegmenter
 from .config import SelfPromptConfig
-from .views import AXIS, to_slice
+from ..geometry import AXIS, to_slice
 
 
 class Embedder(Protocol):

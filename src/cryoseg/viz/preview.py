@@ -27,13 +27,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, UnsupportedFormatError
+from ..geometry import AXIS, VIEWS, in_plane_axes, outside_volume, to_voxel, view_slice
 from ..io.atomic import atomic_path
 from ..io.particles import Particles
 from ..io.volume import Volume
 
 log = logging.getLogger(__name__)
-
-VIEWS = ("z", "y", "x")
 
 
 @dataclass(frozen=True)
@@ -129,19 +128,21 @@ def _check_point(point: Any, shape: tuple[int, ...]) -> tuple[int, int, int]:
         raise InputError(f"preview point must be three numbers (z, y, x), got {point!r}") from exc
     if p.size != 3 or not np.all(np.isfinite(p)):
         raise InputError(f"preview point must be three finite numbers (z, y, x), got {point!r}")
-    idx = np.round(p).astype(np.int64)
-    if np.any(idx < 0) or np.any(idx >= np.asarray(shape)):
+    if outside_volume(p, shape)[0]:
         raise InputError(f"preview point (z, y, x) = {tuple(p.tolist())} is outside the volume of shape {shape}")
-    return tuple(int(v) for v in idx)  # type: ignore[return-value]
+    return tuple(int(v) for v in to_voxel(p[None], shape)[0])  # type: ignore[return-value]
+
+
+# (row axis, column axis) of each panel: the views' own, but the x panel stands beside the z panel, so its
+# rows must be y as the z panel's are: it is shown transposed, (Y, Z).
+_AXES = {**{v: in_plane_axes(v) for v in VIEWS}, "x": in_plane_axes("x")[::-1]}
 
 
 def _planes(data: np.ndarray, point: tuple[int, int, int]) -> dict[str, np.ndarray]:
     """The three planes through `point`: z -> (Y, X), y -> (Z, X), x -> (Y, Z) (transposed for the layout)."""
-    z, y, x = point
-    return {"z": np.asarray(data[z]), "y": np.asarray(data[:, y]), "x": np.asarray(data[:, :, x]).T}
-
-
-_AXES = {"z": (1, 2), "y": (0, 2), "x": (1, 0)}  # (row axis, column axis) of each panel
+    planes = {v: np.asarray(view_slice(data, v, point[AXIS[v]])) for v in VIEWS}
+    planes["x"] = planes["x"].T
+    return planes
 
 
 def _layout(shape: tuple[int, ...], vs: tuple[float, float, float], cfg: PreviewConfig,
@@ -237,8 +238,8 @@ def _draw_picks(layer: Any, panels: dict[str, Panel], picks: Particles, point: t
 
     radius_a = radius_vox * vs[2]  # the radius in Å (given in voxels along x)
     drawn = 0
-    for view, axis in zip(VIEWS, range(3)):
-        panel = panels[view]
+    for view in VIEWS:
+        panel, axis = panels[view], AXIS[view]
         px_per_a = panel.col_scale / vs[panel.col_axis]
         offset_a = np.abs(picks.coords[:, axis] - point[axis]) * vs[axis]
         near = np.flatnonzero(offset_a <= radius_a)
@@ -269,11 +270,11 @@ def _draw_crosshair(draw: Any, panels: dict[str, Panel], point: tuple[int, int, 
 def _draw_text(draw: Any, panels: dict[str, Panel], point: tuple[int, int, int], shape: tuple[int, ...],
                vs: tuple[float, float, float], title: str | None, width: int, cfg: PreviewConfig) -> None:
     small = _font(13)
-    names = {"z": "(y, x)", "y": "(z, x)", "x": "(y, z)"}
-    for view, axis in zip(VIEWS, range(3)):
-        panel = panels[view]
+    for view in VIEWS:
+        panel, axis = panels[view], AXIS[view]
+        rows_cols = f"({'zyx'[panel.row_axis]}, {'zyx'[panel.col_axis]})"
         if panel.height >= 20 and panel.width >= 60:
-            text = f"{view} = {point[axis]}  {names[view]}"
+            text = f"{view} = {point[axis]}  {rows_cols}"
             draw.text((panel.left + 4, panel.top + 3), text, fill=(255, 255, 255, 255), font=small,
                       stroke_width=2, stroke_fill=(0, 0, 0, 255))
     info_left = panels["x"].left + 4
