@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..geometry import as_volume_array, check_views, resolve_indices, view_length, view_slice
 from ..io.volume import Volume
 from ..models.base import FeatureExtractor, FeatureMap
 from ..progress import track
 from .store import SliceStore, make_signature, storage_roundtrip, store_path, volume_hash
-from ..geometry import as_volume_array, check_views, resolve_indices, view_length, view_slice
 
 logger = logging.getLogger(__name__)
 

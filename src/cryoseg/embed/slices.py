@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..geometry import VIEWS, as_volume_array, check_views, view_image_shape, view_length, view_slice
 from ..io.volume import Volume
 from ..models.base import PromptableSegmenter, SliceEmbedding
 from .store import SliceStore, make_signature, storage_roundtrip, store_path, volume_hash
-from ..geometry import VIEWS, as_volume_array, check_views, view_image_shape, view_length, view_slice
 
 logger = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..geometry import AXIS, in_plane_axes, paste_index
 from .config import SelfPromptConfig
 from .propagate import PlaneMask
-from ..geometry import AXIS, in_plane_axes, paste_index
 
 
 def union_of_planes(planes: list[PlaneMask], shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:

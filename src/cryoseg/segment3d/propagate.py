@@ -14,9 +14,9 @@ from typing import Any, Protocol
 import numpy as np
 from scipy import ndimage
 
+from ..geometry import AXIS, to_slice
 from ..models.base import MaskPrediction, PromptableSegmenter
 from .config import SelfPromptConfig
-from ..geometry import AXIS, to_slice
 
 
 class Embedder(Protocol):
