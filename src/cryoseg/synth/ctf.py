@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InputError
 from .config import SimulationConfig
 from .fourier import frequency_grid
 
@@ -61,7 +62,8 @@ def first_zero(params: CTFParams) -> float:
         return math.sqrt(target / b)
     disc = b * b - 4 * a * target
     if disc < 0:
-        raise ValueError("the CTF has no zero crossing for these parameters")
+        raise InputError(f"the CTF has no zero crossing at defocus {params.defocus:g} µm and Cs {params.cs:g} mm; "
+                         "choose a larger defocus")
     return math.sqrt((b - math.sqrt(disc)) / (2 * a))
 
 
