@@ -249,7 +249,7 @@ def test_bad_values_and_overwriting_an_input_are_refused(tmp_path, picks):
     before = source.read_text()
     read_particles(source)
     with pytest.raises(OverwriteInputError, match="refusing to overwrite input file"):
-        write_particles(picks, source)
+        write_particles(picks, source, inputs=[source])
     assert source.read_text() == before and _files(tmp_path) == ["in.csv"]
 
 

@@ -171,7 +171,7 @@ def test_writing_onto_an_input_is_refused(tmp_path, name):
     snapshot = {p: p.read_bytes() for p in sorted([path, *path.rglob("*")]) if p.is_file()}
     vol = read_volume(path)
     with pytest.raises(OverwriteInputError, match=rf"refusing to overwrite input file .*{name}"):
-        write_volume(Volume(data * 2, voxel_size=2.0), path)
+        write_volume(Volume(data * 2, voxel_size=2.0), path, inputs=[path])
     with pytest.raises(OverwriteInputError):  # the volume's own source, too
         write_volume(vol, tmp_path / name)
     assert {p: p.read_bytes() for p in sorted([path, *path.rglob("*")]) if p.is_file()} == snapshot

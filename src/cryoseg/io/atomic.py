@@ -1,4 +1,5 @@
-"""Atomic writes: write to a temporary file beside the target, then rename. Inputs are never overwritten.
+"""Atomic writes: write to a temporary file beside the target, then rename. Inputs are never overwritten: every
+writer takes the files its result was computed from (`inputs`) and refuses to replace one.
 
 A run that writes a folder of results (`staged_folder`) builds it in a hidden sibling folder and moves the files
 in at the end, its record last: a folder whose record is missing is incomplete, whatever else it holds.
@@ -16,14 +17,6 @@ from pathlib import Path
 
 from ..errors import OverwriteInputError
 
-_registered_inputs: set[Path] = set()
-
-
-def register_input(path: str | Path) -> None:
-    """Remember a file that was read, so no later write in this process can replace it."""
-    _registered_inputs.add(Path(path).resolve())
-
-
 def same_file(a: str | Path, b: str | Path) -> bool:
     """Whether two paths name one file: the same resolved path, or one inode (a hard link)."""
     try:
@@ -33,10 +26,13 @@ def same_file(a: str | Path, b: str | Path) -> bool:
 
 
 def check_not_input(target: str | Path, inputs: Iterable[str | Path] = ()) -> None:
-    """Raise `OverwriteInputError` if `target` is one of `inputs` (also through a hard link) or any file read in
-    this process."""
-    protected = _registered_inputs | {Path(p).resolve() for p in inputs}
-    if any(same_file(target, p) for p in protected):
+    """Raise `OverwriteInputError` if `target` is one of `inputs`, the files this write's result was computed from
+    (also through a hard link or another path to the same file).
+
+    The inputs are named by each run: a long-lived process (a notebook, napari, a dask worker) may later write a
+    file it once read, as long as that file is not an input of the write at hand.
+    """
+    if any(same_file(target, p) for p in inputs):
         raise OverwriteInputError(f"refusing to overwrite input file {target}; choose another output path")
 
 

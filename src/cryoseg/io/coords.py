@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, UnsupportedFormatError
-from .atomic import atomic_path, check_not_input, register_input
+from .atomic import atomic_path, check_not_input
 from .conversions import VoxelSize, normalize_shape, normalize_voxel_size
 from .particles import Particles
 from .paths import require_input_path
@@ -110,7 +110,6 @@ def read_particles(path: str | Path, fmt: str | None = None, voxel_size: VoxelSi
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty (0 bytes); expected {fmt} coordinates")
     particles = _module(fmt).read(path, vs, shp, tomo_name)
-    register_input(path)
     report_outside(particles, shp, path)
     logger.debug("read %d particles from %s (%s)", len(particles), path, fmt)
     return particles

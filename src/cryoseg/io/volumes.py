@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import InputError, UnsupportedFormatError
 from . import mrc, omezarr, tiff
 from .arrays import ChunkStats, chunk_stats, iter_z_slabs
-from .atomic import atomic_path, check_not_input, register_input
+from .atomic import atomic_path, check_not_input
 from .paths import require_input_path
 from .volume import Volume
 
@@ -150,7 +150,6 @@ def read_volume_geometry(
         raise InputError(f"{path}: holds {data.dtype.name} values; cryoseg reads real-valued volumes only")
     if override is None:
         _check_header_voxel_size(vs, path)
-    register_input(path)
     return Volume(data, voxel_size=override or vs, origin=origin, source=path)
 
 
@@ -189,7 +188,7 @@ def write_volume(volume: Volume, path: str | Path, inputs: Iterable[str | Path] 
 
     MRC keeps voxel size and origin in its header; OME-Zarr writes an NGFF 0.4 multiscale pyramid (zarr
     format 2) with axes z, y, x in Å; TIFF writes an ImageJ stack with spacing in nm (TIFF keeps no origin).
-    Refuses to overwrite `inputs`, `volume.source` or any file read in this process.
+    Refuses to overwrite `inputs` (the files this result was computed from) or `volume.source`.
 
     Returns:
         the path written.
