@@ -1,7 +1,8 @@
 """The two model interfaces every method runs on: a promptable 2D segmenter and a dense feature extractor.
 
 Coordinates are (y, x) in the slice's own pixels, in and out. Images are 2D float arrays (H, W) of
-arbitrary range; each backend normalises them itself.
+arbitrary range; each backend normalises them itself. `check_prompts` is the one set of prompt rules every
+segmenter applies, so that a prompt one backend refuses is refused by all.
 """
 
 from __future__ import annotations
@@ -11,6 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ..errors import InputError
+
+# Images per feature-extractor call and per forward pass of a transformers extractor. One number for both, so
+# that by default each call of the embed module is one forward pass.
+DEFAULT_FEATURE_BATCH_SIZE = 4
 
 
 @dataclass
@@ -48,6 +55,103 @@ class MaskPrediction:
                               self.iou_scores[rows, idx][:, None])
 
 
+@dataclass(frozen=True)
+class CheckedPrompts:
+    """The prompts of one `predict` call, as `check_prompts` accepted them.
+
+    Attributes:
+        points: (B, P, 2) float64, (y, x) in slice pixels; those with label -1 are padding and unchecked.
+        labels: (B, P) int64: 1 foreground, 0 background (negative), -1 padding.
+        boxes: (B, 4) float64, (y0, x0, y1, x1) in slice pixels, or None.
+        mask_logits: (B, h, w) float32 prior logits, or None.
+    """
+
+    points: np.ndarray
+    labels: np.ndarray
+    boxes: np.ndarray | None
+    mask_logits: np.ndarray | None
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
+
+
+def check_prompts(
+    image_shape: tuple[int, int],
+    points: np.ndarray,
+    point_labels: np.ndarray,
+    boxes: np.ndarray | None,
+    mask_logits: np.ndarray | None,
+    logits_shape: tuple[int, int],
+) -> CheckedPrompts:
+    """The prompt rules of every segmenter; raises `InputError` naming the first rule broken.
+
+    A prompt needs at least one point labelled 0 or 1, or a box: mask logits alone are not a prompt. Points
+    and box corners must lie in the slice, whose pixels extend half a pixel past their centres (so
+    -0.5 <= y <= H - 0.5 and -0.5 <= x <= W - 0.5). Mask logits must have exactly the shape the backend
+    returns them in, so that only a backend's own logits are fed back to it.
+
+    Args:
+        image_shape: (H, W) of the slice.
+        points: (B, P, 2) float, (y, x) in slice pixels; P may be 0 when boxes are given.
+        point_labels: (B, P) int: 1 foreground, 0 background, -1 padding (ignored, coordinates unchecked).
+        boxes: optional (B, 4) float, (y0, x0, y1, x1) in slice pixels, y0 <= y1 and x0 <= x1.
+        mask_logits: optional (B, h, w) float prior logits.
+        logits_shape: the (h, w) of the mask logits this backend returns and accepts.
+    """
+    H, W = image_shape
+    pts = np.asarray(points, dtype=np.float64)
+    labels = np.asarray(point_labels)
+    if pts.ndim != 3 or pts.shape[-1] != 2:
+        raise InputError(f"points must have shape (B, P, 2) as (y, x), got {pts.shape}")
+    B, P = pts.shape[:2]
+    if labels.shape != (B, P):
+        raise InputError(f"point_labels must have shape {(B, P)} to match points, got {labels.shape}")
+    if labels.size and (not np.issubdtype(labels.dtype, np.integer) and not np.all(labels == np.round(labels))):
+        raise InputError("point_labels must be integers (1 foreground, 0 background, -1 padding)")
+    labels = labels.astype(np.int64)
+    if labels.size and not np.isin(labels, (-1, 0, 1)).all():
+        raise InputError(f"point_labels must be 1, 0 or -1 (padding), got {sorted(set(labels.ravel().tolist()))}")
+    real = labels >= 0
+    if not np.all(np.isfinite(pts[real])):
+        raise InputError("points contain NaN or infinite coordinates")
+    _check_inside(pts[real], (H, W), "point")
+    bxs = None
+    if boxes is not None:
+        bxs = np.asarray(boxes, dtype=np.float64)
+        if bxs.shape != (B, 4):
+            raise InputError(f"boxes must have shape ({B}, 4) as (y0, x0, y1, x1), got {bxs.shape}")
+        if not np.all(np.isfinite(bxs)):
+            raise InputError("boxes contain NaN or infinite coordinates")
+        if np.any(bxs[:, 2] < bxs[:, 0]) or np.any(bxs[:, 3] < bxs[:, 1]):
+            raise InputError("boxes must satisfy y0 <= y1 and x0 <= x1")
+        _check_inside(bxs.reshape(-1, 2), (H, W), "box corner")
+    if bxs is None and B > 0 and (P == 0 or np.any(~real.any(axis=1))):
+        raise InputError("every prompt needs at least one point with label 0 or 1, or a box")
+    prior = None
+    if mask_logits is not None:
+        prior = np.asarray(mask_logits, dtype=np.float32)
+        expected = (B, *(int(n) for n in logits_shape))
+        if prior.shape != expected:
+            raise InputError(f"mask_logits must have shape {expected} (the logits this model returns), "
+                             f"got {prior.shape}")
+        if not np.all(np.isfinite(prior)):
+            raise InputError("mask_logits contain NaN or infinite values")
+    return CheckedPrompts(pts, labels, bxs, prior)
+
+
+def _check_inside(coords_yx: np.ndarray, shape: tuple[int, int], what: str) -> None:
+    """Raise if any of the (N, 2) (y, x) lies outside the slice (pixel squares extend half a pixel past the
+    centres)."""
+    if coords_yx.size == 0:
+        return
+    H, W = shape
+    y, x = coords_yx[:, 0], coords_yx[:, 1]
+    bad = (y < -0.5) | (y > H - 0.5) | (x < -0.5) | (x > W - 0.5)
+    if np.any(bad):
+        first = int(np.argmax(bad))
+        raise InputError(f"{what} (y={y[first]:g}, x={x[first]:g}) lies outside the slice of shape {(H, W)}")
+
+
 class PromptableSegmenter(ABC):
     """A 2D segmenter: `embed` once per slice, then `predict` cheaply for any number of prompts."""
 
@@ -67,14 +171,15 @@ class PromptableSegmenter(ABC):
         mask_logits: np.ndarray | None = None,
         multimask: bool = False,
     ) -> MaskPrediction:
-        """Decode B prompts on one embedded slice in one batched call.
+        """Decode B prompts on one embedded slice in one batched call; prompts follow `check_prompts`.
 
         Args:
             embedding: from `embed`.
-            points: (B, P, 2) float, (y, x) in slice pixels.
-            point_labels: (B, P) int, 1 = foreground, 0 = background (negative point).
+            points: (B, P, 2) float, (y, x) in slice pixels; P may be 0 when `boxes` are given.
+            point_labels: (B, P) int, 1 = foreground, 0 = background (negative point), -1 = padding.
             boxes: optional (B, 4) float, (y0, x0, y1, x1) in slice pixels.
-            mask_logits: optional (B, h, w) float32 prior logits as returned in `MaskPrediction.logits`.
+            mask_logits: optional (B, h, w) float32 prior logits, one of `MaskPrediction.logits[:, m]` of this
+                backend (its own (h, w)).
             multimask: return 3 candidate masks per prompt instead of 1.
         """
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError
-from .base import MaskPrediction, PromptableSegmenter, SliceEmbedding
+from .base import CheckedPrompts, MaskPrediction, PromptableSegmenter, SliceEmbedding, check_prompts
 from .preprocess import (
     DEFAULT_PERCENTILES,
     IMAGENET_MEAN,
@@ -136,16 +136,10 @@ class HFPromptableSegmenter(PromptableSegmenter):
 
     # --- prompting ---------------------------------------------------------------------------------------
 
-    def predict(
-        self,
-        embedding: SliceEmbedding,
-        points: np.ndarray,
-        point_labels: np.ndarray,
-        boxes: np.ndarray | None = None,
-        mask_logits: np.ndarray | None = None,
-        multimask: bool = False,
-    ) -> MaskPrediction:
-        """Decode B prompts on one embedded slice in one batched decoder call.
+    def predict(self, embedding: SliceEmbedding, points: np.ndarray, point_labels: np.ndarray,
+                boxes: np.ndarray | None = None, mask_logits: np.ndarray | None = None,
+                multimask: bool = False) -> MaskPrediction:
+        """Decode B prompts on one embedded slice in one batched decoder call (prompt rules: `check_prompts`).
 
         Args:
             embedding: from `embed` (or `embedding_from_arrays`).
@@ -162,8 +156,9 @@ class HFPromptableSegmenter(PromptableSegmenter):
         import torch
 
         H, W = embedding.image_shape
-        pts, labels, bxs, prior = self._check_prompts(embedding, points, point_labels, boxes, mask_logits)
-        B = pts.shape[0]
+        prompts = self._check_prompts(embedding, points, point_labels, boxes, mask_logits)
+        pts, labels, bxs, prior = prompts.points, prompts.labels, prompts.boxes, prompts.mask_logits
+        B = len(prompts)
         M = 3 if multimask else 1
         if B == 0:
             return MaskPrediction(np.zeros((0, M, H, W), bool), np.zeros((0, M, *self.low_res), np.float32),
@@ -205,54 +200,12 @@ class HFPromptableSegmenter(PromptableSegmenter):
             out[start:start + step] = (logits_to_image(low[start:start + step], geom) > 0).cpu().numpy()
         return out
 
-    def _check_prompts(
-        self,
-        embedding: SliceEmbedding,
-        points: np.ndarray,
-        point_labels: np.ndarray,
-        boxes: np.ndarray | None,
-        mask_logits: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    def _check_prompts(self, embedding: SliceEmbedding, points: np.ndarray, point_labels: np.ndarray,
+                       boxes: np.ndarray | None, mask_logits: np.ndarray | None) -> CheckedPrompts:
+        """The shared prompt rules, with this model's low-res grid as the shape of the mask logits."""
         if not isinstance(embedding, SliceEmbedding) or not isinstance(embedding.data, dict):
             raise InputError(f"predict needs an embedding from model '{self.name}'.embed()")
-        H, W = embedding.image_shape
-        pts = np.asarray(points, dtype=np.float64)
-        labels = np.asarray(point_labels)
-        if pts.ndim != 3 or pts.shape[-1] != 2:
-            raise InputError(f"points must have shape (B, P, 2) as (y, x), got {pts.shape}")
-        B, P = pts.shape[:2]
-        if labels.shape != (B, P):
-            raise InputError(f"point_labels must have shape {(B, P)} to match points, got {labels.shape}")
-        if labels.size and (not np.issubdtype(labels.dtype, np.integer) and not np.all(labels == np.round(labels))):
-            raise InputError("point_labels must be integers (1 foreground, 0 background, -1 padding)")
-        labels = labels.astype(np.int64)
-        if labels.size and not np.isin(labels, (-1, 0, 1)).all():
-            raise InputError(f"point_labels must be 1, 0 or -1 (padding), got {sorted(set(labels.ravel().tolist()))}")
-        real = labels >= 0
-        if not np.all(np.isfinite(pts[real])):
-            raise InputError("points contain NaN or infinite coordinates")
-        _check_inside(pts[real], (H, W), "point")
-        bxs = None
-        if boxes is not None:
-            bxs = np.asarray(boxes, dtype=np.float64)
-            if bxs.shape != (B, 4):
-                raise InputError(f"boxes must have shape ({B}, 4) as (y0, x0, y1, x1), got {bxs.shape}")
-            if not np.all(np.isfinite(bxs)):
-                raise InputError("boxes contain NaN or infinite coordinates")
-            if np.any(bxs[:, 2] < bxs[:, 0]) or np.any(bxs[:, 3] < bxs[:, 1]):
-                raise InputError("boxes must satisfy y0 <= y1 and x0 <= x1")
-            _check_inside(bxs.reshape(-1, 2), (H, W), "box corner")
-        if bxs is None and B > 0 and (P == 0 or np.any(~real.any(axis=1))):
-            raise InputError("every prompt needs at least one point with label 0 or 1, or a box")
-        prior = None
-        if mask_logits is not None:
-            prior = np.asarray(mask_logits, dtype=np.float32)
-            if prior.shape != (B, *self.low_res):
-                raise InputError(f"mask_logits must have shape {(B, *self.low_res)} (the model's low-res logits), "
-                                 f"got {prior.shape}")
-            if not np.all(np.isfinite(prior)):
-                raise InputError("mask_logits contain NaN or infinite values")
-        return pts, labels, bxs, prior
+        return check_prompts(embedding.image_shape, points, point_labels, boxes, mask_logits, self.low_res)
 
     def signature(self) -> dict[str, Any]:
         """What determines an embedding: model name and family, weights hash, precision and preprocessing."""
@@ -261,14 +214,3 @@ class HFPromptableSegmenter(PromptableSegmenter):
         # the 8-bit PIL resize of segment-anything's predictor (earlier embeddings came from a float resize)
         return backend_signature(self, layout="longest-side+pad", pixels="uint8+pil-bilinear")
 
-
-def _check_inside(coords_yx: np.ndarray, shape: tuple[int, int], what: str) -> None:
-    """Raise if any (y, x) lies outside the slice (pixel squares extend half a pixel past the centres)."""
-    if coords_yx.size == 0:
-        return
-    H, W = shape
-    y, x = coords_yx[:, 0], coords_yx[:, 1]
-    bad = (y < -0.5) | (y > H - 0.5) | (x < -0.5) | (x > W - 0.5)
-    if np.any(bad):
-        first = int(np.argmax(bad))
-        raise InputError(f"{what} (y={y[first]:g}, x={x[first]:g}) lies outside the slice of shape {(H, W)}")
