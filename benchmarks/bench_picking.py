@@ -126,7 +126,8 @@ def score_row(dataset: Dataset, cls: int, method: str, picks: Particles, seconds
     s = match_picks(pred, truth, tolerance=dataset.radius[cls])
     best = 0.0
     if len(pred) and len(truth):  # the best F1 over all score thresholds (what a tuned threshold would give)
-        p, r, _ = precision_recall_curve(pred, truth, tolerance=dataset.radius[cls])
+        curve = precision_recall_curve(pred, truth, tolerance=dataset.radius[cls])
+        p, r = curve.precision, curve.recall
         best = float(np.max(np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)))
     return {"data": dataset.name, "class": dataset.names[cls], "cls": cls, "method": method, "n_true": len(truth),
             "n_pred": len(picks), "precision": s.precision, "recall": s.recall, "f1": s.f1, "best_f1": best,

@@ -9,7 +9,14 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from cryoseg.errors import InputError
-from cryoseg.eval import PickingConfig, average_precision, match_picks, precision_recall_curve
+from cryoseg.eval import (
+    PickingConfig,
+    PrecisionRecallCurve,
+    against_truth_class,
+    average_precision,
+    match_picks,
+    precision_recall_curve,
+)
 from cryoseg.io import Particles
 
 
@@ -155,10 +162,11 @@ PR_PRED = P([[0, 0, 1], [0, 50, 0], [0, 0, 51], [0, 80, 80]], scores=[0.9, 0.8, 
 
 
 def test_precision_recall_curve_by_hand():
-    precision, recall, thresholds = precision_recall_curve(PR_PRED, PR_TRUTH, tolerance=3)
-    np.testing.assert_allclose(thresholds, [0.9, 0.8, 0.7, 0.6])
-    np.testing.assert_allclose(precision, [1, 1 / 2, 2 / 3, 2 / 4])
-    np.testing.assert_allclose(recall, [1 / 3, 1 / 3, 2 / 3, 2 / 3])
+    curve = precision_recall_curve(PR_PRED, PR_TRUTH, tolerance=3)
+    assert isinstance(curve, PrecisionRecallCurve)
+    np.testing.assert_allclose(curve.thresholds, [0.9, 0.8, 0.7, 0.6])
+    np.testing.assert_allclose(curve.precision, [1, 1 / 2, 2 / 3, 2 / 4])
+    np.testing.assert_allclose(curve.recall, [1 / 3, 1 / 3, 2 / 3, 2 / 3])
 
 
 def test_average_precision_by_hand():
@@ -171,8 +179,9 @@ def test_average_precision_by_hand():
 
 def test_pr_curve_ties_share_one_point_and_ranking_matters():
     pred = P(PR_PRED.coords, scores=[0.5, 0.5, 0.5, 0.5])
-    precision, recall, thresholds = precision_recall_curve(pred, PR_TRUTH, tolerance=3)
-    assert thresholds.tolist() == [0.5] and precision.tolist() == [0.5] and recall.tolist() == [2 / 3]
+    curve = precision_recall_curve(pred, PR_TRUTH, tolerance=3)
+    assert curve.thresholds.tolist() == [0.5] and curve.precision.tolist() == [0.5]
+    assert curve.recall.tolist() == [2 / 3]
     perfect_order = P(PR_PRED.coords, scores=[0.9, 0.1, 0.8, 0.2])
     assert average_precision(perfect_order, PR_TRUTH, tolerance=3) == pytest.approx(2 / 3)
 
@@ -182,10 +191,10 @@ def test_pr_curve_uses_largest_matching_at_each_threshold():
     # gives truth 0 to the top pick would report 1 TP at the second threshold; the largest matching has 2.
     truth = P([[0, 0, 0], [0, 0, 4]])
     pred = P([[0, 0, 1.9], [0, 0, -2]], scores=[0.9, 0.8])
-    precision, recall, _ = precision_recall_curve(pred, truth, tolerance=2.5)
-    np.testing.assert_allclose(recall, [0.5, 1.0])
-    np.testing.assert_allclose(precision, [1.0, 1.0])
-    assert recall[-1] == match_picks(pred, truth, tolerance=2.5).recall
+    curve = precision_recall_curve(pred, truth, tolerance=2.5)
+    np.testing.assert_allclose(curve.recall, [0.5, 1.0])
+    np.testing.assert_allclose(curve.precision, [1.0, 1.0])
+    assert curve.recall[-1] == match_picks(pred, truth, tolerance=2.5).recall
 
 
 def test_pr_curve_endpoint_equals_match_picks_on_random_sets():
@@ -194,21 +203,63 @@ def test_pr_curve_endpoint_equals_match_picks_on_random_sets():
         t = rng.uniform(0, 12, (rng.integers(1, 12), 3))
         p = rng.uniform(0, 12, (rng.integers(1, 12), 3))
         pred = P(p, scores=rng.uniform(size=len(p)))
-        precision, recall, _ = precision_recall_curve(pred, P(t), tolerance=3)
+        curve = precision_recall_curve(pred, P(t), tolerance=3)
         s = match_picks(pred, P(t), tolerance=3)
-        assert recall[-1] == pytest.approx(s.recall) and precision[-1] == pytest.approx(s.precision)
-        assert np.all(np.diff(recall) >= 0)
+        assert curve.recall[-1] == pytest.approx(s.recall) and curve.precision[-1] == pytest.approx(s.precision)
+        assert np.all(np.diff(curve.recall) >= 0)
 
 
 def test_pr_edge_cases():
     empty = P(np.zeros((0, 3)), scores=np.zeros(0))
-    precision, recall, thresholds = precision_recall_curve(empty, PR_TRUTH, 3)
-    assert precision.size == recall.size == thresholds.size == 0
+    curve = precision_recall_curve(empty, PR_TRUTH, 3)
+    assert curve.precision.size == curve.recall.size == curve.thresholds.size == 0
     assert average_precision(empty, PR_TRUTH, 3) == 0.0
     assert average_precision(empty, P(np.zeros((0, 3))), 3) == 1.0
     assert average_precision(PR_PRED, P(np.zeros((0, 3))), 3) == 0.0
-    _, recall, _ = precision_recall_curve(PR_PRED, P(np.zeros((0, 3))), 3)
-    assert recall.tolist() == [0.0] * 4
+    assert precision_recall_curve(PR_PRED, P(np.zeros((0, 3))), 3).recall.tolist() == [0.0] * 4
     with pytest.raises(InputError, match="predictions have no scores"):
         average_precision(P(PR_PRED.coords), PR_TRUTH, 3)
     assert match_picks(P(PR_PRED.coords), PR_TRUTH, 3).average_precision is None
+
+
+# --- choosing one class of the ground truth --------------------------------------------------------------------
+
+NAMED = P([[1, 1, 1], [2, 2, 2], [3, 3, 3], [4, 4, 4]], classes=[2, 3, 2, 7], scores=[0.1, 0.2, 0.3, 0.4],
+          class_names={2: "ribosome", 3: "shell"})
+
+
+@pytest.mark.parametrize("wanted", [2, "2", "ribosome"])
+def test_select_class_by_id_or_name_keeps_the_attributes(wanted):
+    chosen = NAMED.select_class(wanted)
+    np.testing.assert_array_equal(chosen.coords, [[1, 1, 1], [3, 3, 3]])
+    assert chosen.classes.tolist() == [2, 2] and chosen.scores.tolist() == [0.1, 0.3]
+    assert chosen.class_names == NAMED.class_names
+
+
+def test_select_class_prefers_a_name_over_a_number_written_as_text():
+    tricky = P([[1, 1, 1], [2, 2, 2]], classes=[3, 5], class_names={5: "3"})
+    assert tricky.select_class("3").classes.tolist() == [5]
+    assert tricky.select_class(3).classes.tolist() == [3]
+
+
+def test_select_class_errors_name_what_is_there():
+    with pytest.raises(InputError, match=r"no particles of class ferritin; classes present: 2 \(ribosome\), "
+                                         r"3 \(shell\), 7$"):
+        NAMED.select_class("ferritin")
+    with pytest.raises(InputError, match="no particles of class 5; classes present: 2 "):
+        NAMED.select_class(5)
+    with pytest.raises(InputError, match="the particles have no classes, so class 2 cannot be selected"):
+        TRUTH.select_class(2)
+
+
+def test_against_truth_class_scores_a_single_kind_pick_class_agnostically():
+    pred = P([[1, 1, 1.5], [3, 3, 3.5], [4, 4, 4]], classes=[9, 9, 9], scores=[0.9, 0.8, 0.7])
+    p, t = against_truth_class(pred, NAMED, "ribosome")
+    assert p.classes is None and t.classes is None
+    np.testing.assert_array_equal(p.coords, pred.coords)
+    assert p.scores.tolist() == [0.9, 0.8, 0.7] and t.scores.tolist() == [0.1, 0.3]
+    np.testing.assert_array_equal(t.coords, [[1, 1, 1], [3, 3, 3]])
+    s = match_picks(p, t, tolerance=1)
+    assert (s.tp, s.fp, s.fn) == (2, 1, 0) and s.per_class == {}
+    with pytest.raises(InputError, match="no particles of class 4"):
+        against_truth_class(pred, NAMED, 4)

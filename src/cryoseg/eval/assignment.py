@@ -1,10 +1,14 @@
-"""Optimal one-to-one assignment on a sparse set of allowed pairs.
+"""Optimal one-to-one assignment on a sparse set of allowed pairs, and the matching of points within a distance.
 
 Picking and instance metrics both need "the best one-to-one matching among pairs that are allowed"
 (picks within a distance tolerance, instances that overlap). The allowed pairs are few, so the
 bipartite graph splits into many small connected components; each component is solved with
 `scipy.optimize.linear_sum_assignment` on its own small dense matrix. That keeps thousands of picks
 cheap: the cost is set by the largest component, not by N x M.
+
+For points (particle centres), `pairs_within` lists the allowed pairs with two k-d trees, `match_points`
+gives the largest matching within the tolerance, and `prefix_matching_sizes` gives the size of the
+largest matching for every prefix of a ranking (the PR curve's TP counts) in one incremental pass.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 
 def max_weight_matching(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray,
@@ -92,3 +97,103 @@ def max_cardinality_min_cost_matching(rows: np.ndarray, cols: np.ndarray, costs:
     # so one more pair always outweighs any saving in cost: cardinality first, then cost.
     big = float(costs.max()) * (min(n_rows, n_cols) + 1) + 1.0
     return max_weight_matching(rows, cols, big - costs, n_rows, n_cols)
+
+
+def pairs_within(a: np.ndarray, b: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair of a point of `a` and a point of `b` at most `tolerance` apart (Euclidean), from two k-d trees.
+
+    Args:
+        a: (N, 3) points, e.g. z, y, x; b: (M, 3) points in the same units as `tolerance`.
+        tolerance: the largest distance of an allowed pair, >= 0.
+
+    Returns:
+        (rows, cols, distances): (E,) int indices into `a` and `b`, and (E,) float distances.
+    """
+    if len(a) == 0 or len(b) == 0:
+        z = np.zeros(0, np.int64)
+        return z, z.copy(), np.zeros(0)
+    pairs = cKDTree(a).sparse_distance_matrix(cKDTree(b), tolerance, output_type="ndarray")
+    return pairs["i"].astype(np.int64), pairs["j"].astype(np.int64), pairs["v"].astype(np.float64)
+
+
+def match_points(a: np.ndarray, b: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The largest one-to-one matching of points `a` to points `b` at most `tolerance` apart; among equally
+    large ones, the one with the smallest summed distance.
+
+    Args:
+        a: (N, 3) points; b: (M, 3) points, in the units of `tolerance`.
+        tolerance: the largest distance of a matched pair, >= 0.
+
+    Returns:
+        (a_index, b_index, distances): (K,) int indices of the matched pairs, sorted by `a_index`, and their
+        (K,) float distances.
+    """
+    rows, cols, dist = pairs_within(a, b, tolerance)
+    mr, mc = max_cardinality_min_cost_matching(rows, cols, dist, len(a), len(b))
+    distances = np.linalg.norm(a[mr] - b[mc], axis=1) if mr.size else np.zeros(0)
+    return mr, mc, distances
+
+
+def prefix_matching_sizes(order: np.ndarray, rows: np.ndarray, cols: np.ndarray, costs: np.ndarray,
+                          n_rows: int, n_cols: int) -> np.ndarray:
+    """Size of the largest matching between the first k row items of `order` and the columns, for every k.
+
+    Args:
+        order: (R,) int row items in the order they are added (e.g. picks by decreasing score).
+        rows, cols: (E,) int indices of the allowed pairs.
+        costs: (E,) float; each row tries its cheapest pairs first (it changes the speed, not the sizes).
+        n_rows, n_cols: number of row and column items.
+
+    Returns:
+        (R,) int64: entry k is the size of the largest matching among the first k + 1 rows of `order`.
+
+    Adds rows one at a time and looks for an augmenting path (Kuhn's algorithm). The matched set of a
+    prefix only grows, and the rows it can hold form a transversal matroid, so this greedy gives the
+    maximum for every prefix. Columns visited by a failed search can never lie on an augmenting path
+    later (their rows' neighbours are all inside that set), so they are retired, which keeps the total
+    work small.
+    """
+    by_row = np.lexsort((costs, rows))  # each row's candidates, cheapest first
+    cols = cols[by_row]
+    indptr = np.searchsorted(rows[by_row], np.arange(n_rows + 1))
+    indptr_l, cols_l = indptr.tolist(), cols.tolist()
+    owner = [-1] * n_cols  # row matched to each column
+    seen = [0] * n_cols  # search number that last visited each column
+    dead = [False] * n_cols
+    sizes = np.zeros(len(order), dtype=np.int64)
+    size = 0
+    for k, root in enumerate(order.tolist()):
+        tag = k + 1
+        stack, pos, via = [root], [indptr_l[root]], []
+        visited: list[int] = []
+        found = False
+        while stack and not found:
+            r = stack[-1]
+            i = pos[-1]
+            if i == indptr_l[r + 1]:
+                stack.pop()
+                pos.pop()
+                if via:
+                    via.pop()
+                continue
+            pos[-1] = i + 1
+            c = cols_l[i]
+            if dead[c] or seen[c] == tag:
+                continue
+            seen[c] = tag
+            visited.append(c)
+            if owner[c] < 0:
+                for rr, cc in zip(stack, via + [c]):  # flip the alternating path
+                    owner[cc] = rr
+                found = True
+            else:
+                stack.append(owner[c])
+                pos.append(indptr_l[owner[c]])
+                via.append(c)
+        if found:
+            size += 1
+        else:
+            for c in visited:
+                dead[c] = True
+        sizes[k] = size
+    return sizes

@@ -24,8 +24,9 @@ import numpy as np
 
 from ..errors import InputError
 from .assignment import max_cardinality_min_cost_matching, max_weight_matching
+from .counts import MatchCounts, precision_recall_f1
 from .overlap import check_same_shape, label_array, overlap_table
-from .picking import precision_recall_f1
+from .tables import make_table
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -36,22 +37,14 @@ DEFAULT_IOU_THRESHOLD = 0.5
 
 
 @dataclass
-class InstanceScores:
+class InstanceScores(MatchCounts):
     """Instance-level scores; see the module docstring for the definitions.
 
-    The arrays (repr hidden, not in `to_dict`) list the TP pairs at the threshold: predicted id,
-    true id and their IoU, each (K,).
+    The counts (inherited) are those at `iou_threshold`. The arrays (repr hidden, not in `to_dict`) list
+    the TP pairs at the threshold: predicted id, true id and their IoU, each (K,).
     """
 
-    n_pred: int
-    n_truth: int
     iou_threshold: float
-    tp: int
-    fp: int
-    fn: int
-    precision: float
-    recall: float
-    f1: float
     n_matched: int
     mean_matched_iou: float | None
     mean_tp_iou: float | None
@@ -69,8 +62,7 @@ class InstanceScores:
         return {k: getattr(self, k) for k in keys}
 
     def to_table(self, title: str | None = "Instances") -> Table:
-        from .report import make_table
-
+        """A rich table: one row of counts and rates at the threshold, and the overlap scores."""
         columns = ["pred", "truth", "TP", "FP", "FN", f"P@{self.iou_threshold:g}", f"R@{self.iou_threshold:g}",
                    f"F1@{self.iou_threshold:g}", "match IoU", "PQ", "fg IoU"]
         row = [self.n_pred, self.n_truth, self.tp, self.fp, self.fn, self.precision, self.recall, self.f1,

@@ -1,14 +1,12 @@
-"""Particle-picking scores: one-to-one matching within a distance tolerance, P/R/F1, PR curve and AP.
+"""Particle-picking scores: P/R/F1 of the one-to-one matching within a distance tolerance, PR curve and AP.
 
 Definitions (used everywhere in this module):
 - A prediction and a true particle may match when their centres lie within `tolerance` of each other
   (Euclidean, in voxels, or in Å using the per-axis voxel size so anisotropic voxels are handled).
 - `match_picks` uses the *largest* one-to-one matching; among equally large ones, the one with the
-  smallest summed distance. TP = matched pairs, FP = unmatched predictions, FN = unmatched truths.
-- Empty inputs never give NaN: precision is 1 when there are no predictions and no truths, else 0
-  when there are no predictions; recall is 1 when there are no truths and no predictions, else 0 when
-  there are no truths. F1 is 0 whenever precision + recall is 0. So a score is 1 only when nothing
-  is wrong.
+  smallest summed distance (`assignment.match_points`). TP = matched pairs, FP = unmatched
+  predictions, FN = unmatched truths.
+- Empty inputs never give NaN (the rules in `counts`): a score is 1 only when nothing is wrong.
 - The PR curve ranks predictions by score. At threshold s, TP(s) is the size of the largest
   one-to-one matching between the predictions with score >= s and the truths, so the last point of
   the curve equals `match_picks` on all predictions (unlike the greedy matching of VOC/COCO, which
@@ -25,11 +23,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from ..errors import InputError
 from ..io.particles import Particles
-from .assignment import max_cardinality_min_cost_matching
+from .assignment import match_points, pairs_within, prefix_matching_sizes
+from .counts import MatchCounts, precision_recall_f1
+from .tables import class_label, make_table
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -60,21 +59,13 @@ _DEFAULTS = PickingConfig()
 
 
 @dataclass
-class PickingCounts:
+class PickingCounts(MatchCounts):
     """Counts and rates for one set of picks (all classes together, or one class).
 
     `mean_distance` is the mean centre distance of matched pairs in the tolerance unit (None if no
     match); `average_precision` is None when the predictions carry no scores.
     """
 
-    n_pred: int
-    n_truth: int
-    tp: int
-    fp: int
-    fn: int
-    precision: float
-    recall: float
-    f1: float
     mean_distance: float | None = None
     average_precision: float | None = None
 
@@ -116,8 +107,6 @@ class PickingScores(PickingCounts):
 
     def to_table(self, title: str | None = "Picking") -> Table:
         """A rich table: one row for all picks, then one per class."""
-        from .report import make_table
-
         show_ap = self.average_precision is not None
         columns = ["class", "pred", "truth", "TP", "FP", "FN", "P", "R", "F1", "dist"]
         if show_ap:
@@ -128,10 +117,7 @@ class PickingScores(PickingCounts):
                                  s.mean_distance]
             return values + [s.average_precision] if show_ap else values
 
-        rows = [row("all", self)]
-        for c, s in self.per_class.items():
-            name = f"{c} {self.class_names[c]}" if c in self.class_names else str(c)
-            rows.append(row(name, s))
+        rows = [row("all", self)] + [row(class_label(c, self.class_names), s) for c, s in self.per_class.items()]
         unit = "Å" if self.tolerance_unit == "angstrom" else "voxels"
         caption = f"tolerance {self.tolerance:g} {unit}; per-class rows match within each class"
         return make_table(title, columns, rows, caption=caption)
@@ -139,20 +125,17 @@ class PickingScores(PickingCounts):
 
 @dataclass
 class PrecisionRecallCurve:
-    """A PR curve; all arrays (T,), ordered by decreasing threshold."""
+    """Precision and recall of the picks with score >= each distinct score.
+
+    Attributes:
+        precision, recall, thresholds: (T,) float arrays, one entry per distinct score, ordered by
+            decreasing threshold. Empty when there are no predictions; recall is 0 throughout when
+            there are no truths.
+    """
 
     precision: np.ndarray
     recall: np.ndarray
     thresholds: np.ndarray
-
-
-def precision_recall_f1(tp: int, n_pred: int, n_truth: int) -> tuple[float, float, float]:
-    """Precision, recall, F1 with the empty-input rules in the module docstring."""
-    nothing = n_pred == 0 and n_truth == 0
-    precision = tp / n_pred if n_pred else (1.0 if nothing else 0.0)
-    recall = tp / n_truth if n_truth else (1.0 if nothing else 0.0)
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    return float(precision), float(recall), float(f1)
 
 
 def _unit(tolerance_unit: str) -> str:
@@ -185,19 +168,10 @@ def _scaled_coords(pred: Particles, truth: Particles, tolerance: float, voxel_si
     return pred.coords * vs, truth.coords * vs, tol, unit
 
 
-def _candidates(p: np.ndarray, t: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All (pred, truth) pairs within `tol`, from two k-d trees: rows, cols, distances."""
-    if len(p) == 0 or len(t) == 0:
-        z = np.zeros(0, np.int64)
-        return z, z.copy(), np.zeros(0)
-    pairs = cKDTree(p).sparse_distance_matrix(cKDTree(t), tol, output_type="ndarray")
-    return pairs["i"].astype(np.int64), pairs["j"].astype(np.int64), pairs["v"].astype(np.float64)
-
-
 def _counts(p: np.ndarray, t: np.ndarray, tol: float) -> tuple[PickingCounts, np.ndarray, np.ndarray, np.ndarray]:
-    rows, cols, dist = _candidates(p, t, tol)
-    mr, mc = max_cardinality_min_cost_matching(rows, cols, dist, len(p), len(t))
-    d = np.linalg.norm(p[mr] - t[mc], axis=1) if mr.size else np.zeros(0)
+    """Scores of predictions `p` (N, 3) against truths `t` (M, 3), and the matched pairs: pred index, truth
+    index, distance, each (K,)."""
+    mr, mc, d = match_points(p, t, tol)
     tp = int(mr.size)
     precision, recall, f1 = precision_recall_f1(tp, len(p), len(t))
     counts = PickingCounts(len(p), len(t), tp, len(p) - tp, len(t) - tp, precision, recall, f1,
@@ -242,62 +216,6 @@ def match_picks(pred: Particles, truth: Particles, tolerance: float = _DEFAULTS.
                          tolerance_unit=unit, pred_index=mr, truth_index=mc, distances=dist)
 
 
-def _prefix_match_sizes(order: np.ndarray, rows: np.ndarray, cols: np.ndarray, dist: np.ndarray,
-                        n_pred: int, n_truth: int) -> np.ndarray:
-    """Size of the largest matching between the first k predictions of `order` and the truths, for every k.
-
-    Adds predictions one at a time and looks for an augmenting path (Kuhn's algorithm). The matched
-    set of a prefix only grows, and the predictions it can hold form a transversal matroid, so this
-    greedy gives the maximum for every prefix. Truths visited by a failed search can never lie on an
-    augmenting path later (their predictions' neighbours are all inside that set), so they are
-    retired, which keeps the total work small.
-    """
-    by_pred = np.lexsort((dist, rows))  # each prediction's candidates, nearest first
-    cols = cols[by_pred]
-    indptr = np.searchsorted(rows[by_pred], np.arange(n_pred + 1))
-    indptr_l, cols_l = indptr.tolist(), cols.tolist()
-    owner = [-1] * n_truth  # prediction matched to each truth
-    seen = [0] * n_truth  # search number that last visited each truth
-    dead = [False] * n_truth
-    sizes = np.zeros(len(order), dtype=np.int64)
-    size = 0
-    for k, root in enumerate(order.tolist()):
-        tag = k + 1
-        stack, pos, via = [root], [indptr_l[root]], []
-        visited: list[int] = []
-        found = False
-        while stack and not found:
-            p = stack[-1]
-            i = pos[-1]
-            if i == indptr_l[p + 1]:
-                stack.pop()
-                pos.pop()
-                if via:
-                    via.pop()
-                continue
-            pos[-1] = i + 1
-            t = cols_l[i]
-            if dead[t] or seen[t] == tag:
-                continue
-            seen[t] = tag
-            visited.append(t)
-            if owner[t] < 0:
-                for pp, tt in zip(stack, via + [t]):  # flip the alternating path
-                    owner[tt] = pp
-                found = True
-            else:
-                stack.append(owner[t])
-                pos.append(indptr_l[owner[t]])
-                via.append(t)
-        if found:
-            size += 1
-        else:
-            for t in visited:
-                dead[t] = True
-        sizes[k] = size
-    return sizes
-
-
 def _curve_from_scaled(p: np.ndarray, scores: np.ndarray, t: np.ndarray, tol: float) -> PrecisionRecallCurve:
     if len(p) == 0:
         return PrecisionRecallCurve(np.zeros(0), np.zeros(0), np.zeros(0))
@@ -305,8 +223,8 @@ def _curve_from_scaled(p: np.ndarray, scores: np.ndarray, t: np.ndarray, tol: fl
     if not np.all(np.isfinite(scores)):
         raise InputError("pick scores contain NaN or Inf")
     order = np.argsort(-scores, kind="stable")
-    rows, cols, dist = _candidates(p, t, tol)
-    tp = _prefix_match_sizes(order, rows, cols, dist, len(p), len(t))
+    rows, cols, dist = pairs_within(p, t, tol)
+    tp = prefix_matching_sizes(order, rows, cols, dist, len(p), len(t))
     sorted_scores = scores[order]
     # One point per distinct score: the last prediction of each run of tied scores.
     last = np.flatnonzero(np.append(sorted_scores[1:] != sorted_scores[:-1], True))
@@ -336,22 +254,20 @@ def _require_scores(pred: Particles) -> np.ndarray:
 
 def precision_recall_curve(pred: Particles, truth: Particles, tolerance: float = _DEFAULTS.tolerance,
                            voxel_size: float | tuple[float, float, float] | None = None,
-                           tolerance_unit: str = _DEFAULTS.tolerance_unit,
-                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                           tolerance_unit: str = _DEFAULTS.tolerance_unit) -> PrecisionRecallCurve:
     """Precision and recall of the picks with score >= each distinct score.
 
     Args: as `match_picks`; `pred.scores` (N,) is required (higher is more confident). Classes are
-        ignored (call it per class on `Particles.subset` for per-class curves).
+        ignored (call it per class on `Particles.select_class` for per-class curves).
 
     Returns:
-        (precision, recall, thresholds): three (T,) float arrays ordered by decreasing threshold,
+        PrecisionRecallCurve: (T,) precision, recall and thresholds, ordered by decreasing threshold,
         one entry per distinct score. Empty arrays when there are no predictions. Recall is 0
         throughout when there are no truths.
     """
     scores = _require_scores(pred)
     p, t, tol, _ = _scaled_coords(pred, truth, tolerance, voxel_size, tolerance_unit)
-    curve = _curve_from_scaled(p, scores, t, tol)
-    return curve.precision, curve.recall, curve.thresholds
+    return _curve_from_scaled(p, scores, t, tol)
 
 
 def average_precision(pred: Particles, truth: Particles, tolerance: float = _DEFAULTS.tolerance,
@@ -367,3 +283,22 @@ def average_precision(pred: Particles, truth: Particles, tolerance: float = _DEF
     scores = _require_scores(pred)
     p, t, tol, _ = _scaled_coords(pred, truth, tolerance, voxel_size, tolerance_unit)
     return _ap_from_scaled(p, scores, t, tol)
+
+
+def against_truth_class(pred: Particles, truth: Particles, truth_class: int | str) -> tuple[Particles, Particles]:
+    """Prepare the picks of a single-kind picker for scoring against one class of a multi-class ground truth.
+
+    Args:
+        pred: the picks; their own class ids (if any) need not match the truth's and are dropped.
+        truth: the ground truth; `classes` required.
+        truth_class: the class to score against: an id, or a name from `truth.class_names`.
+
+    Returns:
+        (pred, truth) with coordinates and scores only, the truth cut to `truth_class`, so that `match_picks`
+        scores them class-agnostically.
+
+    Raises:
+        InputError: the truth has no classes or no particle of `truth_class` (see `Particles.select_class`).
+    """
+    selected = truth.select_class(truth_class)
+    return Particles(pred.coords, scores=pred.scores), Particles(selected.coords, scores=selected.scores)

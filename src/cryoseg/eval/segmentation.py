@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from .overlap import check_same_shape, label_array, overlap_table
+from .tables import class_label, make_table
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -79,12 +80,8 @@ class SegmentationScores:
 
     def to_table(self, title: str | None = "Segmentation") -> Table:
         """A rich table: one row per class, then the means."""
-        from .report import make_table
-
-        rows: list[list[Any]] = []
-        for c, s in self.per_class.items():
-            name = f"{c} {self.class_names[c]}" if c in self.class_names else str(c)
-            rows.append([name, s.iou, s.dice, s.n_pred, s.n_truth])
+        rows: list[list[Any]] = [[class_label(c, self.class_names), s.iou, s.dice, s.n_pred, s.n_truth]
+                                 for c, s in self.per_class.items()]
         rows.append(["mean", self.mean_iou, self.mean_dice, None, None])
         bg = "no background label" if self.background is None else f"background {self.background} excluded"
         caption = f"voxel accuracy {self.accuracy:.4f}; {bg}"

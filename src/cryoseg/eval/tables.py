@@ -1,8 +1,11 @@
-"""Rendering score rows as a rich table (rich is imported only when a table is asked for)."""
+"""Rendering score rows as a rich table (rich is imported only when a table is asked for).
+
+The score dataclasses' `to_table` methods choose the columns and rows; this module draws them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -16,6 +19,11 @@ def format_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
+
+
+def class_label(class_id: int, names: Mapping[int, str]) -> str:
+    """A class's row label: "2 ribosome" where the name is known, else "2"."""
+    return f"{class_id} {names[class_id]}" if class_id in names else str(class_id)
 
 
 def make_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]],

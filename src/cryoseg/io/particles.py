@@ -59,6 +59,34 @@ class Particles:
         return Particles(self.coords[keep], pick(self.classes), pick(self.scores), pick(self.instance_ids),
                          pick(self.orientations), dict(self.class_names))
 
+    def select_class(self, wanted: int | str) -> Particles:
+        """The particles of one class, as `subset` gives them (classes and names kept).
+
+        Args:
+            wanted: a class id, or a class name from `class_names`; a string of digits that is no name
+                is read as an id (command-line values arrive as text).
+
+        Returns:
+            the selected particles, (K, 3) z, y, x coordinates with their attributes.
+
+        Raises:
+            InputError: the particles have no classes, or none of the wanted class (the message lists the
+                classes present).
+        """
+        if self.classes is None:
+            raise InputError(f"the particles have no classes, so class {wanted} cannot be selected")
+        by_name = {name: cid for cid, name in self.class_names.items()}
+        if isinstance(wanted, str):
+            cid = by_name.get(wanted, int(wanted) if wanted.lstrip("-").isdigit() else None)
+        else:
+            cid = int(wanted)
+        keep = self.classes == cid if cid is not None else np.zeros(len(self), bool)
+        if not keep.any():
+            present = ", ".join(f"{c} ({self.class_names[c]})" if c in self.class_names else str(c)
+                                for c in np.unique(self.classes).tolist())
+            raise InputError(f"no particles of class {wanted}; classes present: {present or 'none'}")
+        return self.subset(keep)
+
     def outside(self, shape: tuple[int, int, int]) -> np.ndarray:
         """Boolean (N,) mask of particles whose centre lies outside a volume of `shape` (z, y, x)."""
         upper = np.asarray(shape, dtype=np.float64) - 0.5
