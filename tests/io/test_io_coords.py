@@ -266,6 +266,25 @@ def test_copick_reads_voxel_spacing_from_the_file_and_applies_translation(tmp_pa
     assert p.classes.tolist() == [4] and p.scores.tolist() == [0.25] and p.instance_ids.tolist() == [7]
 
 
+def test_picks_read_for_a_tomogram_must_share_its_voxel_spacing(tmp_path, caplog):
+    from cryoseg.io import Volume
+    from cryoseg.io.coords import read_particles_for
+
+    tomo = Volume(np.zeros((20, 30, 40), np.float32), voxel_size=10.0, source=tmp_path / "tomo.mrc")
+    at_10 = write_particles(Particles([(2.0, 3.0, 4.0)]), tmp_path / "at10.json", voxel_size=10.0)
+    np.testing.assert_allclose(read_particles_for(at_10, tomo).coords, [[2.0, 3.0, 4.0]])
+    at_5 = write_particles(Particles([(2.0, 3.0, 4.0)]), tmp_path / "at5.json", voxel_size=5.0)
+    with pytest.raises(InputError, match=r"at5\.json: points were picked at a voxel spacing of 5 Å but the tomogram "
+                                         r"of .*tomo\.mrc has 10x10x10 Å voxels"):
+        read_particles_for(at_5, tomo)
+    # Reading with an explicit voxel size (what `cryoseg convert --voxel-size` does) converts, with a warning.
+    with caplog.at_level(logging.WARNING, logger="cryoseg.io.copick"):
+        np.testing.assert_allclose(read_particles(at_5, voxel_size=10.0).coords, [[1.0, 1.5, 2.0]])
+    assert "file says voxel_spacing 5" in caplog.text
+    csv = write_particles(Particles([(2.0, 3.0, 4.0)]), tmp_path / "p.csv")  # no spacing recorded: nothing to check
+    np.testing.assert_allclose(read_particles_for(csv, tomo).coords, [[2.0, 3.0, 4.0]])
+
+
 def test_relion_subtomogram_prerotation_rotates_shifts_and_composes_angles(tmp_path):
     # A_subtomogram for (0, 90, 0) maps the shift (10, 0, 0) Å onto +z: position z = 30 - 10 / 5.
     path = tmp_path / "subtomo.star"

@@ -31,6 +31,7 @@ from .atomic import atomic_path, check_not_input
 from .conversions import VoxelSize, normalize_shape, normalize_voxel_size
 from .particles import Particles
 from .paths import require_input_path
+from .volume import Volume
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +114,35 @@ def read_particles(path: str | Path, fmt: str | None = None, voxel_size: VoxelSi
     report_outside(particles, shp, path)
     logger.debug("read %d particles from %s (%s)", len(particles), path, fmt)
     return particles
+
+
+def read_particles_for(path: str | Path, tomogram: Volume, fmt: str | None = None) -> Particles:
+    """Read the picks of `tomogram` from a coordinate file, in its voxels (z, y, x).
+
+    As `read_particles` with the tomogram's voxel size and shape, but stricter: a file that records the voxel
+    spacing its points were picked at (copick's `voxel_spacing`) must agree with the tomogram's voxel size.
+    Picks made on another binning would otherwise land at the wrong places without a word. (`read_particles` with
+    an explicit voxel size only warns, because converting a file to another spacing is a legitimate request.)
+
+    Args:
+        path: coordinate file (STAR, CSV, copick JSON, NDJSON).
+        tomogram: the volume the picks are for; its voxel size (Å, z, y, x) and shape (Z, Y, X) are used.
+        fmt: one of FORMATS, or None to guess from the extension.
+
+    Raises:
+        InputError: the file's voxel spacing differs from the tomogram's voxel size, and whatever
+            `read_particles` raises.
+    """
+    path = Path(path)
+    if _check_format(fmt, path) == "copick" and path.is_file():
+        spacing = _module("copick").recorded_voxel_spacing(path)
+        vs = np.asarray(tomogram.voxel_size)
+        if spacing is not None and not np.allclose(vs, spacing, rtol=1e-3):
+            where = f" of {tomogram.source}" if tomogram.source else ""
+            raise InputError(f"{path}: points were picked at a voxel spacing of {spacing:g} Å but the tomogram{where} "
+                             f"has {'x'.join(f'{v:g}' for v in vs)} Å voxels; rescale the picks or pass the "
+                             f"matching tomogram")
+    return read_particles(path, fmt, voxel_size=tomogram.voxel_size, shape=tomogram.shape)
 
 
 def write_particles(particles: Particles, path: str | Path, fmt: str | None = None,

@@ -49,13 +49,31 @@ def _load(path: Path) -> dict:
     return data
 
 
-def _voxel_size(data: dict, voxel_size: np.ndarray | None, path: Path) -> np.ndarray | None:
+def _spacing(data: dict) -> float | None:
+    """The document's `voxel_spacing` in Å when it is a positive finite number, else None (absent or unusable)."""
     spacing = data.get("voxel_spacing")
     valid = isinstance(spacing, (int, float)) and np.isfinite(spacing) and spacing > 0
+    return float(spacing) if valid else None
+
+
+def recorded_voxel_spacing(path: Path) -> float | None:
+    """The voxel spacing (Å) the picks in `path` were made at, as the file records it; None when it records none.
+
+    A file that is not a readable picks document also gives None: reading it reports that with its own message.
+    """
+    try:
+        return _spacing(_load(path))
+    except (CorruptFileError, InputError, OSError):
+        return None
+
+
+def _voxel_size(data: dict, voxel_size: np.ndarray | None, path: Path) -> np.ndarray | None:
+    spacing = _spacing(data)
+    valid = spacing is not None
     if voxel_size is None:
         if valid:
             logger.info("%s: using the file's voxel_spacing %.4g Å", path, spacing)
-            return np.full(3, float(spacing))
+            return np.full(3, spacing)
         return None
     if valid and not np.allclose(voxel_size, spacing, rtol=1e-4):
         logger.warning("%s: file says voxel_spacing %.4g Å; using the given %s Å", path, spacing,

@@ -101,29 +101,10 @@ def load_prompts(source: Any, volume: Volume, what: str = "prompt") -> np.ndarra
         InputError: unreadable file, a copick file picked at another voxel spacing, points outside the volume.
     """
     if isinstance(source, (str, Path)):
-        from ..io.coords import guess_format, read_particles
+        from ..io.coords import read_particles_for
 
         path = Path(source)
-        if path.suffix.lower() == ".json" and path.is_file() and guess_format(path) == "copick":
-            _check_copick_spacing(path, volume)
-        source = read_particles(path, voxel_size=volume.voxel_size, shape=volume.shape)
+        source = read_particles_for(path, volume)  # refuses picks made at another voxel spacing
         if not len(source):
             raise InputError(f"{path}: holds no {what}s")
     return as_points(source, volume.shape, what)
-
-
-def _check_copick_spacing(path: Path, volume: Volume) -> None:
-    """copick locations are Å at the file's voxel spacing: another spacing than the tomogram's is a mistake."""
-    import json
-
-    try:
-        spacing = json.loads(path.read_text()).get("voxel_spacing")
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        return  # the reader reports malformed files with its own message
-    if isinstance(spacing, (int, float)) and spacing > 0:
-        vs = np.asarray(volume.voxel_size)
-        if not np.allclose(vs, spacing, rtol=1e-3):
-            where = f" of {volume.source}" if volume.source else ""
-            raise InputError(f"{path}: points were picked at a voxel spacing of {spacing:g} Å but the tomogram{where} "
-                             f"has {'x'.join(f'{v:g}' for v in vs)} Å voxels; rescale the picks or pass the "
-                             f"matching tomogram")
