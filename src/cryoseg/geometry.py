@@ -11,11 +11,14 @@ a volume of shape (Z, Y, X) when -0.5 <= c < n - 0.5 on every axis. Rounding it 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import InputError
-from .io.volume import Volume
+
+if TYPE_CHECKING:  # io sits above geometry (Particles asks it the inside rule): no import of io at run time
+    from .io.volume import Volume
 
 VIEWS: tuple[str, ...] = ("z", "y", "x")
 AXIS: dict[str, int] = {"z": 0, "y": 1, "x": 2}
@@ -23,7 +26,8 @@ AXIS: dict[str, int] = {"z": 0, "y": 1, "x": 2}
 
 def as_volume_array(volume: np.ndarray | Volume) -> np.ndarray:
     """The (Z, Y, X) array of `volume` (a `Volume` or an array), checked to be 3D, real and non-empty."""
-    arr = volume.data if isinstance(volume, Volume) else np.asarray(volume)
+    # a `Volume` is known by its fields (data and voxel size), as geometry does not import io
+    arr = volume.data if hasattr(volume, "data") and hasattr(volume, "voxel_size") else np.asarray(volume)
     if arr.ndim != 3 or min(arr.shape) < 1:
         raise InputError(f"expected a 3D volume (z, y, x), got an array of shape {arr.shape}")
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):

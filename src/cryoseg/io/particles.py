@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from ..geometry import outside_volume
 
 
 @dataclass
@@ -88,6 +89,6 @@ class Particles:
         return self.subset(keep)
 
     def outside(self, shape: tuple[int, int, int]) -> np.ndarray:
-        """Boolean (N,) mask of particles whose centre lies outside a volume of `shape` (z, y, x)."""
-        upper = np.asarray(shape, dtype=np.float64) - 0.5
-        return np.any((self.coords < -0.5) | (self.coords >= upper), axis=1)
+        """Boolean (N,) mask of particles whose centre lies outside a volume of `shape` (z, y, x), by the one
+        inside rule of `cryoseg.geometry` (-0.5 <= c < n - 0.5 on every axis)."""
+        return outside_volume(self.coords, shape)
