@@ -7,9 +7,11 @@ import pytest
 from scipy import ndimage
 
 from cryoseg.errors import InputError
+from cryoseg.geometry import VIEWS, view_axes
 from cryoseg.matching import VolumeFeatures
-from cryoseg.matching.features import VIEW_AXES
 from cryoseg.models.base import FeatureExtractor, FeatureMap
+
+VIEW_AXES = {v: view_axes(v) for v in VIEWS}  # (slice axis, row axis, column axis) of each view
 
 
 def _random_stacks(shape, channels, stride, step, rng):

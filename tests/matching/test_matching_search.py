@@ -7,11 +7,13 @@ import pytest
 from scipy import ndimage
 
 from cryoseg.errors import InputError
+from cryoseg.geometry import VIEWS, view_axes
 from cryoseg.matching import MatchingConfig, Query, VolumeFeatures, make_query, match
-from cryoseg.matching.features import VIEW_AXES
 from cryoseg.models.filterbank import FilterBankExtractor
 
 SHAPE = (64, 96, 96)
+
+VIEW_AXES = {v: view_axes(v) for v in VIEWS}  # (slice axis, row axis, column axis) of each view
 
 
 def _ball(shape, centre, radius):

@@ -1,6 +1,7 @@
 """Hierarchical Feature Matching: multi-view per-voxel features, coarse-to-fine similarity search, NMS."""
 
-from .features import VIEW_NAMES, ViewStack, VolumeFeatures, build_volume_features
+from ..geometry import VIEWS as VIEW_NAMES  # the views' names, defined once in cryoseg.geometry
+from .features import ViewStack, VolumeFeatures, build_volume_features
 from .hierarchical import (
     MODES,
     LevelStats,

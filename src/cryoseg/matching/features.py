@@ -30,13 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..geometry import VIEWS, check_views, view_axes, view_image_shape, view_length
 from ..models.base import FeatureExtractor
 
 logger = logging.getLogger(__name__)
 
-VIEW_NAMES = ("z", "y", "x")
-# Volume axes of (slice axis, slice rows, slice columns) for each view, as numpy indexing gives them.
-VIEW_AXES = {"z": (0, 1, 2), "y": (1, 0, 2), "x": (2, 0, 1)}
 # Points per chunk when gathering features: bounds memory to about chunk * channels * 4 bytes per array.
 DEFAULT_POINT_CHUNK = 65536
 
@@ -118,9 +116,7 @@ class VolumeFeatures:
             raise InputError(f"volume shape must be three positive sizes (Z, Y, X), got {shape}")
         if not stacks:
             raise InputError("at least one view's features are needed")
-        views = [s.view for s in stacks]
-        if len(set(views)) != len(views) or any(v not in VIEW_NAMES for v in views):
-            raise InputError(f"views must be distinct names among 'z', 'y', 'x'; got {views}")
+        check_views([s.view for s in stacks])
         self.shape = tuple(int(s) for s in shape)
         self.stacks = list(stacks)
         # Pooled copies per pyramid spacing, built on first use (spacing 1 is the stacks themselves).
@@ -160,13 +156,13 @@ class VolumeFeatures:
         """
         out = []
         for view, (feats, stride, slices) in stacks.items():
-            if view not in VIEW_AXES:
-                raise InputError(f"unknown view {view!r}; expected one of {VIEW_NAMES}")
+            if view not in VIEWS:
+                raise InputError(f"unknown view {view!r}; expected one of {VIEWS}")
             feats = np.asarray(feats)
             if feats.ndim != 4:
                 raise InputError(f"view {view!r} features must have shape (n_slices, C, h, w), got {feats.shape}")
             n, _, h, w = feats.shape
-            slice_axis, rows, cols = VIEW_AXES[view]
+            slice_axis, rows, cols = view_axes(view)
             idx = np.arange(n, dtype=np.float64) if slices is None else np.asarray(slices, np.float64)
             if idx.shape != (n,) or np.any(np.diff(idx) <= 0):
                 raise InputError(f"view {view!r}: need {n} increasing slice indices, got {idx.tolist()}")
@@ -282,7 +278,8 @@ def _whiten(data: np.ndarray, floor: float = 1e-3, max_rows: int = 50_000) -> np
 def _trilinear(stack: ViewStack, points: np.ndarray, out: np.ndarray) -> None:
     """Write the trilinear interpolation of `stack` at `points` (N, 3) z, y, x into `out` (N, C)."""
     # Per stack axis k: the two neighbour indices and the upper weight.
-    parts = [_linear_weights(stack.coords[k], points[:, VIEW_AXES[stack.view][k]]) for k in range(3)]
+    axes = view_axes(stack.view)  # the volume axis of each stack axis (slice, rows, columns)
+    parts = [_linear_weights(stack.coords[k], points[:, axes[k]]) for k in range(3)]
     n, h, w, c = stack.features.shape
     flat = stack.features.reshape(-1, c)
     out[:] = 0.0
@@ -307,7 +304,7 @@ def build_volume_features(
     volume: np.ndarray,
     extractor: FeatureExtractor,
     cache_dir: str | Path | None = None,
-    views: Sequence[str] = VIEW_NAMES,
+    views: Sequence[str] = VIEWS,
     batch_size: int | None = None,
     slice_step: int | None = None,
     center: bool = True,
@@ -331,15 +328,12 @@ def build_volume_features(
     volume = np.asarray(volume) if not hasattr(volume, "shape") else volume
     if getattr(volume, "ndim", 0) != 3:
         raise InputError(f"expected a 3D volume (Z, Y, X), got shape {getattr(volume, 'shape', None)}")
-    views = tuple(views)
-    bad = [v for v in views if v not in VIEW_AXES]
-    if bad or not views or len(set(views)) != len(views):
-        raise InputError(f"views must be distinct names among 'z', 'y', 'x'; got {views}")
+    views = check_views(tuple(views))
     if slice_step is None:
         slice_step = _probe_stride(volume, extractor, views)
     if int(slice_step) != slice_step or slice_step < 1:
         raise InputError(f"slice_step must be a positive integer, got {slice_step}")
-    slices = {v: _slice_indices(volume.shape[VIEW_AXES[v][0]], int(slice_step)) for v in views}
+    slices = {v: _slice_indices(view_length(volume.shape, v), int(slice_step)) for v in views}
     kwargs = {} if batch_size is None else {"batch_size": batch_size}
     result = extract_view_features(volume, extractor, views=views, cache_dir=cache_dir, slices=slices, **kwargs)
     stacks = {v: (result[v].features, tuple(result[v].stride), result[v].indices) for v in views}
@@ -349,7 +343,7 @@ def build_volume_features(
     return features
 
 
-def _probe_stride(volume: np.ndarray, extractor: FeatureExtractor, views: Sequence[str] = VIEW_NAMES) -> int:
+def _probe_stride(volume: np.ndarray, extractor: FeatureExtractor, views: Sequence[str] = VIEWS) -> int:
     """The extractor's in-plane stride on this volume's slices, rounded (at least 1).
 
     Asked without computing anything where the extractor tells (a `geometry(image_shape)` method as the
@@ -359,8 +353,7 @@ def _probe_stride(volume: np.ndarray, extractor: FeatureExtractor, views: Sequen
     strides: list[float] = []
     if callable(geometry) and patch:
         for v in views:
-            _, rows, cols = VIEW_AXES[v]
-            shape = (int(volume.shape[rows]), int(volume.shape[cols]))
+            shape = view_image_shape(volume.shape, v)
             resized = geometry(shape).resized
             strides += [shape[0] / max(1, resized[0] // patch), shape[1] / max(1, resized[1] // patch)]
     elif getattr(getattr(extractor, "config", None), "stride", None) is not None:
@@ -372,4 +365,4 @@ def _probe_stride(volume: np.ndarray, extractor: FeatureExtractor, views: Sequen
     return max(1, int(round(float(np.median(strides)))))
 
 
-__all__ = ["VIEW_NAMES", "ViewStack", "VolumeFeatures", "build_volume_features"]
+__all__ = ["ViewStack", "VolumeFeatures", "build_volume_features"]

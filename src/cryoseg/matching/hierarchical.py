@@ -26,6 +26,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from ..errors import InputError
+from ..geometry import outside_volume
 from ..io.particles import Particles
 from .features import VolumeFeatures
 from .nms import local_maxima, nms
@@ -204,7 +205,7 @@ def _check_points(points: np.ndarray | None, shape: tuple[int, int, int], what: 
         return np.zeros((0, 3))
     if arr.ndim != 2 or arr.shape[1] != 3 or not np.all(np.isfinite(arr)):
         raise InputError(f"{what} must be an (N, 3) array of finite z, y, x voxel coordinates, got {arr.shape}")
-    outside = np.any((arr < -0.5) | (arr > np.asarray(shape) - 0.5), axis=1)
+    outside = outside_volume(arr, shape)
     if np.any(outside):
         raise InputError(f"{what} {arr[np.argmax(outside)].tolist()} lies outside the volume of shape {shape}")
     return arr
