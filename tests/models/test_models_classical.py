@@ -86,11 +86,13 @@ def test_mask_prior_keeps_the_mask_on_the_previous_object(seg):
     assert _iou(m, a) > 0.85
 
 
-def test_prior_alone_is_a_prompt(seg):
+def test_prior_with_only_a_negative_point_grows_from_the_prior(seg):
+    """A prior alone is not a prompt (`check_prompts`); with a negative point elsewhere, the mask grows from the
+    prior's innermost pixel."""
     truth = _disk(SHAPE, (40, 60), 12)
     emb = seg.embed(_image([truth], seed=4))
     prior = np.where(_disk(SHAPE, (41, 61), 11), 4.0, -4.0).astype(np.float32)[None]
-    pred = seg.predict(emb, np.zeros((1, 0, 2)), np.zeros((1, 0), int), mask_logits=prior)
+    pred = seg.predict(emb, np.array([[[85.0, 10.0]]]), np.array([[0]]), mask_logits=prior)
     assert _iou(pred.masks[0, 0], truth) > 0.85
 
 
@@ -171,15 +173,15 @@ def test_batched_equals_one_at_a_time(seg):
     assert _iou(together.best().masks[0, 0], a) > 0.8 and _iou(together.best().masks[1, 0], b) > 0.8
 
 
-def test_returned_logits_are_accepted_back_at_full_and_low_resolution(seg):
+def test_returned_logits_are_accepted_back_and_only_at_their_own_resolution(seg):
     truth = _disk(SHAPE, (48, 60), 13)
     emb = seg.embed(_image([truth], seed=10))
     first = seg.predict(emb, *_point(48, 60))
     again = seg.predict(emb, *_point(48, 60), mask_logits=first.logits[:, 0])
     assert _iou(again.masks[0, 0], truth) > 0.9
     low = ndimage.zoom(first.logits[:, 0], (1, 48 / 96, 60 / 120), order=1)  # e.g. a SAM-style low-res prior
-    from_low = seg.predict(emb, *_point(48, 60), mask_logits=low)
-    assert _iou(from_low.masks[0, 0], truth) > 0.85
+    with pytest.raises(InputError, match=r"mask_logits must have shape \(1, 96, 120\)"):
+        seg.predict(emb, *_point(48, 60), mask_logits=low)
 
 
 def test_embedding_round_trips_through_arrays(seg):
