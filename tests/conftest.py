@@ -71,3 +71,23 @@ def cli_refuses(capsys):
         return err.strip()
 
     return check
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch intra-op thread for the tests of a module (tiny models on a shared 2-core machine: one thread
+    avoids oversubscription stalls); the previous count comes back after the module."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def isolated_home(tmp_path, monkeypatch) -> Path:
+    """An empty cryoseg home and hub cache under `tmp_path`, so no test reads or writes the user's weights."""
+    monkeypatch.setenv("CRYOSEG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    return tmp_path

@@ -7,7 +7,6 @@ import logging
 
 import numpy as np
 import pytest
-import torch
 import zarr
 
 from cryoseg.embed import SliceEmbedder, extract_view_features
@@ -17,18 +16,7 @@ from cryoseg.models.tiny import build_tiny_model
 SHAPE = (5, 40, 28)  # z, y, x
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("CRYOSEG_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "isolated_home")
 
 
 def _volume() -> np.ndarray:

@@ -19,19 +19,7 @@ EXTRACTORS = ["tiny-dinov2", "tiny-dinov2-reg", "tiny-dinov3", "tiny-mae", "tiny
 H, W = 45, 70  # non-square on purpose
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("CRYOSEG_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "isolated_home")
 
 
 @pytest.fixture(scope="module")

@@ -109,20 +109,13 @@ def _random_state(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str
     return {k: torch.randn(shape, generator=gen) for k, shape in shapes.items()}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture()
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("CRYOSEG_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    return tmp_path
+def home(isolated_home: Path) -> Path:
+    """The test's folder, holding its own empty cryoseg home and hub cache."""
+    return isolated_home
 
 
 @pytest.fixture()

@@ -23,22 +23,15 @@ from cryoseg.models.weights import locate_weights
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture()
-def env(tmp_path, monkeypatch) -> Path:
+def env(isolated_home: Path, monkeypatch) -> Path:
     """Empty cryoseg home and hub cache; offline."""
-    monkeypatch.setenv("CRYOSEG_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    (tmp_path / "hub").mkdir()
-    return tmp_path
+    (isolated_home / "hub").mkdir()
+    return isolated_home
 
 
 def make_hub_snapshot(cache: Path, hub_id: str, model) -> Path:

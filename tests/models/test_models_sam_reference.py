@@ -84,13 +84,7 @@ def ref() -> Iterator[SimpleNamespace]:
             del sys.modules[name]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _original_sam(ref: SimpleNamespace, seed: int = 0) -> torch.nn.Module:
