@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -51,7 +52,7 @@ def test_convert_one_class_to_copick_and_ndjson(tmp_path, csv_in, capsys):
 @pytest.mark.parametrize(("args", "message"), [
     (["out.json"], "needs the voxel size"),
     (["out.json", "--voxel-size", "10"], "holds one object, but the particles have 2 classes"),
-    (["out.json", "--voxel-size", "10", "--class", "5"], "no particles of class 5; classes present: [1, 2]"),
+    (["out.json", "--voxel-size", "10", "--class", "5"], "in.csv: no particles of class 5; classes present: 1, 2"),
     (["out.star", "--to", "star5", "--voxel-size", "10", "--shape", "10,20"], "--shape must be three"),
     (["out.csv", "--from", "xml"], "unknown coordinate format 'xml'"),
 ])
@@ -99,3 +100,28 @@ def test_voxel_size_option_takes_precedence_over_the_tomogram(tmp_path, csv_in, 
     # first particle x = 20 in a 70-voxel row: (20 - 35) * 2 Å, not * 6 Å from the header
     assert "-30.000000" in out.read_text() and "-90.000000" not in out.read_text()
     assert json.loads((tmp_path / "out.star.record.json").read_text())["voxel_size"] == 2.0
+
+
+def test_shape_option_takes_precedence_and_a_header_without_voxel_size_warns(tmp_path, csv_in, capsys, caplog):
+    from cryoseg.io import Volume
+    from cryoseg.io.volumes import write_volume
+
+    tomo = write_volume(Volume(np.zeros((30, 50, 70), np.float32), voxel_size=0.0), tmp_path / "novs.mrc")
+    out = tmp_path / "out.star"
+    with caplog.at_level(logging.WARNING, logger="cryoseg"):
+        assert main(["convert", str(csv_in), str(out), "--to", "star5", "--tomogram", str(tomo), "--voxel-size", "2",
+                     "--shape", "30,50,90"]) == 0
+    assert "no voxel size" not in caplog.text  # --voxel-size supplied it
+    record = json.loads((tmp_path / "out.star.record.json").read_text())
+    assert record["shape"] == [30, 50, 90] and record["voxel_size"] == 2.0
+    assert "-50.000000" in out.read_text()  # x = 20 in a 90-voxel row: (20 - 45) * 2 Å
+    with caplog.at_level(logging.WARNING, logger="cryoseg"):
+        assert main(["convert", str(csv_in), str(tmp_path / "out.csv"), "--tomogram", str(tomo)]) == 0
+    assert "novs.mrc: the header gives no voxel size" in caplog.text
+
+
+def test_class_option_on_a_file_without_classes(tmp_path, capsys):
+    plain = write_particles(Particles(np.array([[1.0, 2.0, 3.0]])), tmp_path / "plain.csv")
+    assert main(["convert", str(plain), str(tmp_path / "o.csv"), "--class", "1"]) == 2
+    assert "plain.csv: the particles have no classes, so class 1 cannot be selected" in capsys.readouterr().err
+    assert not (tmp_path / "o.csv").exists()

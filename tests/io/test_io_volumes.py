@@ -14,7 +14,7 @@ from cryoseg.cli.main import main
 from cryoseg.io import arrays
 from cryoseg.io.arrays import chunk_stats
 from cryoseg.io.volume import Volume
-from cryoseg.io.volumes import read_volume, volume_info, write_volume
+from cryoseg.io.volumes import read_volume, tomogram_geometry, volume_info, write_volume
 
 ANISO = (20.0, 10.0, 5.0)  # z, y, x in Å
 
@@ -135,10 +135,42 @@ def test_explicit_dtype(tmp_path):
 
 
 def test_deepfinder_tomogram(shared_data):
-    vol = read_volume(shared_data / "deepfinder_toy" / "tomo1.mrc")
+    folder = shared_data / "deepfinder_toy"
+    vol = read_volume(folder / "tomo1.mrc")
     assert vol.shape == (100, 100, 100) and vol.data.dtype == np.float32
-    labels = read_volume(shared_data / "deepfinder_toy" / "tomo1_labels.mrc")
-    assert labels.data.dtype == np.int8 and labels.data.max() >= 1
+    assert vol.voxel_size == (1.0, 1.0, 1.0) and vol.origin == (0.0, 0.0, 0.0)  # the toy data's header: 1 Å
+    # Known voxels; [10, 20, 30] and its transpose [30, 20, 10] differ, so an axis swap shows.
+    np.testing.assert_allclose(vol.data[0, 0, :3], [0.41436666, -0.65363103, 0.19085391], rtol=1e-6)
+    assert vol.data[10, 20, 30] == pytest.approx(0.6594115, rel=1e-6)
+    assert vol.data[30, 20, 10] == pytest.approx(-0.08747013, rel=1e-6)
+    stats = volume_info(vol)  # the toy data is normalised: mean 0
+    assert stats["mean"] == pytest.approx(0.0, abs=1e-6) and stats["std"] == pytest.approx(0.635997, rel=1e-5)
+    assert (stats["min"], stats["max"]) == pytest.approx((-3.438461, 3.802432), rel=1e-6)
+
+    labels = read_volume(folder / "tomo1_labels.mrc")
+    assert labels.shape == vol.shape and labels.data.dtype == np.int8 and labels.voxel_size == vol.voxel_size
+    voxels_per_class = np.bincount(labels.data.ravel().astype(np.int64))
+    assert voxels_per_class.tolist() == [975391, 5113, 1834, 3061, 1631, 2005, 2335, 1981, 2155, 4494]
+    # The particle table's centres (z, y, x) lie on voxels of their own class for 14 of the 27 particles (the
+    # others are hollow or irregular at their centre); read as x, y, z, only 2 would.
+    table = np.loadtxt(folder / "tomo1_particles.csv", delimiter=",", skiprows=1)
+    centres, classes = table[:, :3].astype(int), table[:, 3].astype(int)
+    assert int(np.sum(labels.data[tuple(centres.T)] == classes)) == 14
+    assert np.all(labels.data[tuple(centres[classes <= 2].T)] == classes[classes <= 2])
+
+
+def test_tomogram_geometry_gives_the_voxel_size_and_shape(tmp_path, caplog):
+    path = write_volume(Volume(distinct(), voxel_size=ANISO), tmp_path / "t.mrc")
+    assert tomogram_geometry(path) == (ANISO, (4, 5, 6))
+    assert tomogram_geometry(path, voxel_size=2) == ((2.0, 2.0, 2.0), (4, 5, 6))  # the user's replaces the header's
+    novs = write_volume(Volume(distinct(), voxel_size=0.0), tmp_path / "novs.mrc")
+    with caplog.at_level(logging.WARNING, logger="cryoseg"):
+        assert tomogram_geometry(novs) == (None, (4, 5, 6))
+    assert "novs.mrc: the header gives no voxel size; pass --voxel-size" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cryoseg"):
+        assert tomogram_geometry(novs, voxel_size=(3, 2, 1)) == ((3.0, 2.0, 1.0), (4, 5, 6))
+    assert caplog.text == ""
 
 
 def test_cylindra_tiff_voxel_size(shared_data):

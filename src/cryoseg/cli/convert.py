@@ -11,19 +11,9 @@ import typer
 
 from ..errors import InputError
 from .common import OVERWRITE_HELP, check_output_files, say
+from .parse import parse_shape, parse_voxel_size
 
 FORMAT_HELP = "star (RELION <= 4), star5 (RELION 5), csv, copick, ndjson"
-
-
-def parse_shape(text: str) -> tuple[int, int, int]:
-    """Parse "Z,Y,X" voxels from the command line."""
-    try:
-        values = tuple(int(v) for v in text.replace(" ", ",").split(",") if v)
-    except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) < 1:
-        raise InputError(f"--shape must be three comma-separated positive integers Z,Y,X, got {text!r}")
-    return values
 
 
 def record_path(output: Path) -> Path:
@@ -72,36 +62,26 @@ def convert(
     """
     from ..io.coords import guess_format, read_particles, write_particles
     from ..io.record import write_record
-    from .info import parse_voxel_size
 
     vs = parse_voxel_size(voxel_size) if voxel_size is not None else None
     shp = parse_shape(shape) if shape is not None else None
     inputs = [src] if tomogram is None else [src, tomogram]
     record = record_path(dst)
     check_output_files([dst, record], inputs, overwrite)  # every target before any work
-    if tomogram is not None:
-        from ..io.volumes import read_volume_geometry
+    if tomogram is not None:  # it fills in what the options leave unset
+        from ..io.volumes import tomogram_geometry
 
-        volume = read_volume_geometry(tomogram)  # only its shape and voxel size are needed
-        if shp is None:
-            shp = volume.shape
-        if vs is None:
-            if all(v > 0 for v in volume.voxel_size):  # 0 means the header has none
-                vs = volume.voxel_size
-            else:
-                logging.getLogger(__name__).warning("%s: the header gives no voxel size; pass --voxel-size if "
-                                                    "the conversion needs one", tomogram)
+        tomo_vs, tomo_shape = tomogram_geometry(tomogram, voxel_size=vs)
+        vs = tomo_vs if vs is None else vs
+        shp = tomo_shape if shp is None else shp
 
     particles = read_particles(src, from_fmt, voxel_size=vs, shape=shp, tomo_name=tomo_name)
     n_read = len(particles)
     if class_id is not None:
-        if particles.classes is None:
-            raise InputError(f"{src}: --class {class_id} given but the file has no classes")
-        keep = particles.classes == class_id
-        if not keep.any():
-            found = sorted(set(particles.classes.tolist()))
-            raise InputError(f"{src}: no particles of class {class_id}; classes present: {found}")
-        particles = particles.subset(keep)
+        try:
+            particles = particles.select_class(class_id)
+        except InputError as exc:
+            raise InputError(f"{src}: {exc}") from None
     with _no_repeated_outside_warning():
         write_particles(particles, dst, to_fmt, voxel_size=vs, shape=shp, inputs=inputs, tomo_name=tomo_name)
     n_outside = int(particles.outside(shp).sum()) if shp is not None else None

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from ..errors import InputError, UnsupportedFormatError
+from ..eval import DEFAULT_IOU_THRESHOLD, PickingConfig
 from .common import OVERWRITE_HELP, check_output_files
+from .parse import parse_voxel_size
 
+PICKING = PickingConfig()  # the library's defaults, quoted in the help
 PICK_OPTIONS = ("--tolerance", "--unit", "--tomogram", "--class")
 VOLUME_OPTIONS = ("--instances", "--iou-threshold")
 
@@ -35,44 +37,23 @@ def _kind(path: Path) -> str:
         ) from None
 
 
-def only_class(particles: Any, wanted: str, path: Path) -> Any:
-    """The particles of one class (an id or a class name), with classes dropped, so that the picks of a
-    single-kind picker are scored against that kind alone."""
-    from ..io.particles import Particles
-
-    if particles.classes is None:
-        raise InputError(f"{path} has no class column, so --class {wanted} cannot select from it")
-    by_name = {name: cid for cid, name in particles.class_names.items()}
-    cid = by_name.get(wanted, int(wanted) if wanted.lstrip("-").isdigit() else None)
-    if cid is None or not (particles.classes == cid).any():
-        present = sorted({f"{c} ({particles.class_names.get(c, '-')})" for c in particles.classes.tolist()})
-        raise InputError(f"{path} has no particles of class {wanted!r}; classes present: {', '.join(present)}")
-    keep = particles.subset(particles.classes == cid)
-    return Particles(keep.coords, scores=keep.scores)
-
-
 def _evaluate_picks(pred: Path, truth: Path, voxel_size: Any, tomogram: Path | None,
                     options: dict[str, Any], truth_class: str | None) -> tuple[Any, dict[str, Any]]:
-    from ..eval import match_picks
+    from ..eval import against_truth_class, match_picks
     from ..io.coords import read_particles
-    from ..io.particles import Particles
-    from ..io.volumes import read_volume_geometry
+    from ..io.volumes import tomogram_geometry
 
     shape = None
     if tomogram is not None:
-        tomo = read_volume_geometry(tomogram, voxel_size=voxel_size)  # only its shape and voxel size are needed
-        shape = tomo.shape
-        if all(v > 0 for v in tomo.voxel_size):  # a header without a voxel size stores 0
-            voxel_size = tomo.voxel_size
-        else:
-            logging.getLogger(__name__).warning("%s: the header gives no voxel size; pass --voxel-size if the "
-                                                "evaluation needs one", tomogram)
+        voxel_size, shape = tomogram_geometry(tomogram, voxel_size=voxel_size)
     read_kwargs: dict[str, Any] = {"voxel_size": voxel_size, "shape": shape}
     pred_particles = read_particles(pred, **read_kwargs)
     truth_particles = read_particles(truth, **read_kwargs)
     if truth_class is not None:
-        truth_particles = only_class(truth_particles, truth_class, truth)
-        pred_particles = Particles(pred_particles.coords, scores=pred_particles.scores)
+        try:
+            pred_particles, truth_particles = against_truth_class(pred_particles, truth_particles, truth_class)
+        except InputError as exc:  # only the truth's classes can be at fault: name its file
+            raise InputError(f"{truth}: {exc}") from None
     scores = match_picks(pred_particles, truth_particles, voxel_size=voxel_size, **options)
     parameters = {"tolerance": scores.tolerance, "tolerance_unit": scores.tolerance_unit,
                   "voxel_size": voxel_size, "tomogram": tomogram, "truth_class": truth_class}
@@ -96,7 +77,8 @@ def _evaluate_volumes(pred: Path, truth: Path, voxel_size: Any, instances: bool,
         options = {} if iou_threshold is None else {"iou_threshold": iou_threshold}
         scores = instance_scores(pred_volume, truth_volume, **options)
         return scores, {"iou_threshold": scores.iou_threshold}
-    return segmentation_scores(pred_volume, truth_volume), {"background": 0}
+    scores = segmentation_scores(pred_volume, truth_volume)
+    return scores, {"background": scores.background}
 
 
 def evaluate(
@@ -105,10 +87,10 @@ def evaluate(
     truth: Path = typer.Argument(..., help="Ground truth of the same kind."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the report here as JSON."),
     tolerance: float | None = typer.Option(
-        None, "--tolerance", help="Picks: largest centre distance of a match (default 5 voxels, about half a "
-                                  "ribosome radius at 10 Å/voxel; use half your particle's radius)."),
-    unit: str | None = typer.Option(None, "--unit", help="Picks: unit of --tolerance, 'voxel' (default) or "
-                                                         "'angstrom'."),
+        None, "--tolerance", help=f"Picks: largest centre distance of a match, in --unit (default "
+                                  f"{PICKING.tolerance:g}; use about half your particle's radius)."),
+    unit: str | None = typer.Option(None, "--unit", help=f"Picks: unit of --tolerance, 'voxel' or 'angstrom' "
+                                                         f"(default {PICKING.tolerance_unit!r})."),
     voxel_size: str | None = typer.Option(None, "--voxel-size", help="Å per voxel, one value or z,y,x; needed "
                                                                      "for Å coordinate formats or --unit angstrom."),
     tomogram: Path | None = typer.Option(None, "--tomogram", help="Picks: the tomogram they belong to (gives "
@@ -118,8 +100,9 @@ def evaluate(
     truth_class: str | None = typer.Option(None, "--class", help="Picks: score against the ground-truth "
                                                                   "particles of this class only (id or name), "
                                                                   "ignoring the predictions' classes."),
-    iou_threshold: float | None = typer.Option(None, "--iou-threshold", help="With --instances: IoU for a true "
-                                                                             "positive (default 0.5)."),
+    iou_threshold: float | None = typer.Option(None, "--iou-threshold", help=f"With --instances: IoU for a true "
+                                                                             f"positive (default "
+                                                                             f"{DEFAULT_IOU_THRESHOLD:g})."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Score predicted picks or segmentations against ground truth.
@@ -131,7 +114,6 @@ def evaluate(
     from rich.console import Console
 
     from ..io.record import write_record
-    from .info import parse_voxel_size
 
     if output is not None:
         check_output_files([output], [pred, truth] + ([tomogram] if tomogram else []), overwrite)

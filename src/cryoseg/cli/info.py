@@ -7,20 +7,7 @@ from typing import Any
 
 import typer
 
-from ..errors import InputError
-
-
-def parse_voxel_size(text: str) -> float | tuple[float, float, float]:
-    """Parse "10" or "20,10,5" (z, y, x, Å) from the command line."""
-    try:
-        values = tuple(float(v) for v in text.replace(" ", ",").split(",") if v)
-    except ValueError:
-        values = ()
-    if len(values) == 1:
-        return values[0]
-    if len(values) == 3:
-        return values
-    raise InputError(f"--voxel-size must be one number or three comma-separated (z,y,x) in Å, got {text!r}")
+from .parse import parse_voxel_size
 
 
 def info(

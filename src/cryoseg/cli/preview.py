@@ -8,18 +8,11 @@ from typing import Any
 import typer
 
 from ..errors import InputError, UnsupportedFormatError
+from ..viz import PreviewConfig
 from .common import OVERWRITE_HELP, check_output_files, say
+from .parse import parse_point, parse_voxel_size
 
-
-def parse_point(text: str) -> tuple[float, float, float]:
-    """Parse "z,y,x" (voxels) from the command line."""
-    try:
-        values = tuple(float(v) for v in text.replace(" ", ",").split(",") if v)
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise InputError(f"--point must be three comma-separated numbers z,y,x in voxels, got {text!r}")
-    return values  # type: ignore[return-value]
+PREVIEW = PreviewConfig()  # the library's defaults, quoted in the help
 
 
 def record_path(output: Path) -> Path:
@@ -39,7 +32,8 @@ def preview(
     voxel_size: str | None = typer.Option(None, "--voxel-size", help="Override the header: Å, one value or z,y,x."),
     nan_policy: str | None = typer.Option(None, "--nan-policy", help="'raise' (default) or 'clean' NaN/Inf values "
                                                                      "of the volume."),
-    pick_radius: float | None = typer.Option(None, "--pick-radius", help="Circle radius in voxels (default 5)."),
+    pick_radius: float | None = typer.Option(None, "--pick-radius", help=f"Circle radius in voxels (default "
+                                                                         f"{PREVIEW.pick_radius:g})."),
     title: str | None = typer.Option(None, "--title", help="Text above the panels (default the file name)."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
@@ -48,7 +42,6 @@ def preview(
     from ..io.record import write_record
     from ..io.volumes import read_volume
     from ..viz import save_preview
-    from .info import parse_voxel_size
 
     if output.suffix.lower() != ".png":
         raise UnsupportedFormatError(f"{output}: previews are written as PNG; use a .png file name")

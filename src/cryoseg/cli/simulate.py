@@ -7,25 +7,16 @@ from typing import Any
 
 import typer
 
-from ..errors import InputError
+from ..synth.config import REFERENCE_COUNTS, REFERENCE_SHAPE
 from .common import check_output_dir, say
+from .parse import parse_numbers
 
-
-def parse_numbers(text: str, option: str, count: tuple[int, ...]) -> tuple[float, ...]:
-    """Comma-separated numbers, e.g. "64,128,128"; `count` lists the accepted lengths."""
-    try:
-        values = tuple(float(v) for v in text.replace(" ", ",").split(",") if v)
-    except ValueError:
-        values = ()
-    if len(values) not in count:
-        wanted = " or ".join(str(c) for c in count)
-        raise InputError(f"{option} needs {wanted} comma-separated numbers, got {text!r}")
-    return values
+SMALLER = f"smaller than {'×'.join(map(str, REFERENCE_SHAPE))} voxels"  # where the default counts shrink
 
 
 def parse_tilt_range(text: str) -> tuple[float, float]:
     """ "60" means -60..60 degrees; "-50,60" gives the first and last tilt."""
-    values = parse_numbers(text, "--tilt-range", (1, 2))
+    values = parse_numbers(text, "--tilt-range", (1, 2), meaning="in degrees")
     return (-abs(values[0]), abs(values[0])) if len(values) == 1 else (values[0], values[1])
 
 
@@ -43,7 +34,7 @@ def simulate_command(
     shape: str | None = typer.Option(None, "--shape", help="Tomogram size in voxels: Z,Y,X."),
     voxel_size: float | None = typer.Option(None, "--voxel-size", help="Å per voxel."),
     particles: int | None = typer.Option(None, "--particles", help="Total particles, split evenly over the classes "
-                                         "(default 30; fewer in a volume smaller than 128³)."),
+                                         f"(default {REFERENCE_COUNTS['particles']}; fewer in a volume {SMALLER})."),
     density: float | None = typer.Option(None, "--density",
                                          help="Particles per µm³ per class (instead of --particles)."),
     templates: list[str] | None = typer.Option(
@@ -57,10 +48,11 @@ def simulate_command(
     tilt_step: float | None = typer.Option(None, "--tilt-step", help="Tilt increment in degrees."),
     defocus: float | None = typer.Option(None, "--defocus", help="Defocus in µm (positive = underfocus)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed; the same seed gives the same tomogram."),
-    vesicles: int | None = typer.Option(None, "--vesicles", help="Number of vesicles (default 2; fewer or none in "
-                                        "a volume smaller than 128³)."),
-    filaments: int | None = typer.Option(None, "--filaments", help="Number of filaments (default 1; none in a "
-                                         "volume smaller than 128³ where it would crowd the particles)."),
+    vesicles: int | None = typer.Option(None, "--vesicles", help=f"Number of vesicles (default "
+                                        f"{REFERENCE_COUNTS['vesicles']}; fewer or none in a volume {SMALLER})."),
+    filaments: int | None = typer.Option(None, "--filaments", help=f"Number of filaments (default "
+                                         f"{REFERENCE_COUNTS['filaments']}; none in a volume {SMALLER} where it "
+                                         "would crowd the particles)."),
     no_ctf: bool = typer.Option(False, "--no-ctf", help="No contrast transfer function."),
     no_noise: bool = typer.Option(False, "--no-noise", help="No noise."),
     threads: int | None = typer.Option(None, "--threads", help="Worker threads (default: all cores)."),
@@ -72,7 +64,8 @@ def simulate_command(
 
     kwargs: dict[str, Any] = {}
     if shape is not None:
-        kwargs["shape"] = parse_numbers(shape, "--shape", (3,))
+        # The library checks the values (positive integers); tests/synth pin this count message.
+        kwargs["shape"] = parse_numbers(shape, "--shape", (3,), expected="needs 3 comma-separated numbers")
     if tilt_range is not None:
         kwargs["tilt_range"] = parse_tilt_range(tilt_range)
     if templates:

@@ -153,6 +153,25 @@ def read_volume_geometry(
     return Volume(data, voxel_size=override or vs, origin=origin, source=path)
 
 
+def tomogram_geometry(path: str | Path, voxel_size: VoxelSizeLike | None = None,
+                      ) -> tuple[tuple[float, float, float] | None, tuple[int, int, int]]:
+    """The voxel size and shape that coordinate conversion takes from a tomogram (its values are not read).
+
+    Args:
+        path: the tomogram, in any format `read_volume` reads.
+        voxel_size: Å per voxel, one number or (z, y, x); replaces the header's, as in `read_volume`.
+
+    Returns:
+        (voxel_size, shape): the voxel size (z, y, x) in Å, or None (with a warning) when neither `voxel_size`
+        nor the header gives one; the shape (Z, Y, X) in voxels.
+    """
+    volume = read_volume_geometry(path, voxel_size=voxel_size)
+    if all(v > 0 for v in volume.voxel_size):  # a header without a voxel size stores 0
+        return volume.voxel_size, volume.shape
+    logger.warning("%s: the header gives no voxel size; pass --voxel-size (voxel_size=) where one is needed", path)
+    return None, volume.shape
+
+
 def _storage_dtype(data: np.ndarray, fmt: str, requested: Any, path: Path) -> np.dtype:
     """The dtype `data` is written as in `fmt` (see the module docstring for the rule)."""
     allowed = FORMAT_DTYPES[fmt]
