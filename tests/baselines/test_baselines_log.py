@@ -26,16 +26,24 @@ def test_log_finds_blobs_of_the_right_size_and_polarity(sign):
     volume = _volume(sign)
     assert estimate_polarity(volume, 5) == ("dark" if sign < 0 else "bright")
     picks = log_blobs(volume, 5.0)
+    assert len(picks) >= len(CENTRES)
     top = picks.coords[: len(CENTRES)]
     d = np.linalg.norm(top[:, None] - CENTRES[None], axis=2)
     assert np.all(d.min(axis=1) <= 1.5)
-    assert sorted(d.argmin(axis=1).tolist()) == list(range(len(CENTRES)))
+    assert sorted(d.argmin(axis=1).tolist()) == list(range(len(CENTRES)))  # each blob found once
     assert np.all(np.diff(picks.scores) <= 0)
-    # The wrong polarity looks for the opposite contrast and misses the blobs.
-    wrong = log_blobs(volume, 5.0, LoGConfig(polarity="bright" if sign < 0 else "dark"))
-    if len(wrong):
-        dw = np.linalg.norm(wrong.coords[: len(CENTRES), None] - CENTRES[None], axis=2)
-        assert np.sum(dw.min(axis=1) <= 1.5) == 0
+    # Below the planted blobs only noise passes the threshold: well under half their score.
+    assert np.all(picks.scores[len(CENTRES):] < 0.5 * picks.scores[len(CENTRES) - 1])
+
+    # The wrong polarity looks for the opposite contrast: not one of its local maxima, at any score, lies on a
+    # planted blob, and the few that pass the threshold score far below the blobs.
+    wrong_polarity = "bright" if sign < 0 else "dark"
+    every_peak = log_blobs(volume, 5.0, LoGConfig(polarity=wrong_polarity, threshold=-np.inf))
+    assert len(every_peak) > 50
+    dw = np.linalg.norm(every_peak.coords[:, None] - CENTRES[None], axis=2)
+    assert dw.min() > 5.0  # farther than a blob's radius from every blob
+    wrong = log_blobs(volume, 5.0, LoGConfig(polarity=wrong_polarity))
+    assert np.all(wrong.scores < 0.5 * picks.scores[len(CENTRES) - 1])
 
 
 def test_log_prefers_the_particle_scale():
@@ -43,8 +51,10 @@ def test_log_prefers_the_particle_scale():
     volume = _volume(1.0)
     right = log_blobs(volume, 5.0, LoGConfig(polarity="bright"))
     small = log_blobs(volume, 1.5, LoGConfig(polarity="bright", top_k=len(CENTRES)))
+    assert len(right) >= len(CENTRES) and len(small) == len(CENTRES)  # so `_hits` counts real picks
     assert _hits(right) == len(CENTRES)
     assert _hits(small) < len(CENTRES)
+    assert right.scores[: len(CENTRES)].min() > small.scores.max()
 
 
 def _hits(picks) -> int:

@@ -144,11 +144,72 @@ def test_intensity_scaling_is_robust():
     assert _pixel(r, "z", 2, 20).mean() > 200 and _pixel(r, "z", 2, 5).mean() < 50
 
 
-def test_nan_values_do_not_break_the_picture():
-    vol = np.ones(SHAPE, np.float32)
-    vol[5, :, :10] = np.nan
-    r = render_preview(vol)
-    assert r.image.dtype == np.uint8
+def test_nan_values_are_drawn_black_and_do_not_change_the_scaling():
+    vol = np.full(SHAPE, 150.0, np.float32)
+    vol[:, :, :3] = 100.0  # the 1st and 99th percentiles: 100 black, 200 white, so 150 is mid grey
+    vol[:, :, 28:] = 200.0
+    vol[5, :, 3:10] = np.nan  # on the z plane (z = 5) and on row z = 5 of the y plane
+    r = render_preview(vol, point=(5, 10, 15))
+    assert r.image.dtype == np.uint8 and r.image.shape[2] == 3
+    # Voxel centres away from the crosshair lines (row y 10 / column x 15 on z; row z 5 on y) and the labels.
+    for row in (4, 8, 14, 18):
+        for col in (4, 8):
+            assert _pixel(r, "z", row, col).tolist() == [0, 0, 0]  # NaN: black
+        for col, grey in ((1, 0), (12, 127), (20, 127), (29, 255)):
+            assert _pixel(r, "z", row, col).tolist() == [grey] * 3  # finite values scaled as without the NaN
+    px, py = r.panels["y"].pixel(5, 6)  # voxel (z 5, x 6): its centre is on the crosshair, so look just above
+    assert r.image[py - 2, px].tolist() == [0, 0, 0] and _pixel(r, "y", 8, 6).tolist() == [127] * 3
+    assert _pixel(r, "x", 14, 7).tolist() == [127] * 3  # the x plane (x = 15) holds no NaN
+
+
+# A zero volume draws black, so every colour in the panels comes from the overlay, the pick or the crosshair.
+CUBE_SHAPE = (16, 24, 32)
+CUBE = (slice(4, 8), slice(6, 12), slice(20, 26))  # label 3; the planes through POINT all cut it
+POINT = (6, 9, 22)
+
+
+def test_known_label_cube_and_pick_land_on_the_right_pixels():
+    labels = np.zeros(CUBE_SHAPE, np.int32)
+    labels[CUBE] = 3
+    pick = np.array([[6.0, 16.0, 8.0]])  # on the z plane only, away from the cube
+    volume = np.zeros(CUBE_SHAPE, np.float32)
+    cfg = PreviewConfig()
+    r = render_preview(volume, point=POINT, labels=labels)
+    with_pick = render_preview(volume, point=POINT, labels=labels, picks=pick, pick_radius=3)
+    z, y, x = r.panels["z"], r.panels["y"], r.panels["x"]
+
+    # Layout: z plane top left; x plane to its right sharing its rows; y plane below sharing its columns.
+    s = z.col_scale
+    assert s == z.row_scale == y.row_scale == x.col_scale and float(s).is_integer()
+    assert (z.left, z.top, z.width, z.height) == (0, 0, 32 * s, 24 * s)
+    assert (x.left, x.top, x.width, x.height) == (z.width + cfg.gap, 0, 16 * s, z.height)
+    assert (y.left, y.top, y.width, y.height) == (0, z.height + cfg.gap, z.width, 16 * s)
+    assert r.image.shape == (y.top + y.height, x.left + x.width, 3)
+    assert r.image[z.height // 2, z.width + cfg.gap // 2].tolist() == [24, 24, 24]  # the gap: background
+
+    # Overlay: exactly the label colour over black inside the cube's cut, black elsewhere, in every panel.
+    overlay = np.round(cfg.overlay_alpha * np.array(label_colour(3))).astype(int).tolist()
+    cuts = {"z": labels[POINT[0]], "y": labels[:, POINT[1]], "x": labels[:, :, POINT[2]].T}
+    for view, plane in cuts.items():
+        panel = r.panels[view]
+        line_row, line_col = POINT[panel.row_axis], POINT[panel.col_axis]
+        for row in range(3, plane.shape[0]):  # rows 0-2 hold the panel's caption
+            for col in range(plane.shape[1]):
+                if row == line_row or col == line_col:
+                    continue  # the crosshair
+                expected = overlay if plane[row, col] == 3 else [0, 0, 0]
+                assert _pixel(r, view, row, col).tolist() == expected, (view, row, col)
+
+    # The pick: a ring of `pick_radius` voxels around its (y, x) on the z plane, nothing elsewhere.
+    diff = np.any(with_pick.image != r.image, axis=2)
+    cx, cy = z.pixel(16, 8)
+    radius = 3 * s
+    ys, xs = np.nonzero(diff)
+    assert np.all(np.abs(np.hypot(xs - cx, ys - cy) - radius) <= 4)
+    for angle in np.linspace(0, 2 * np.pi, 24, endpoint=False):  # a closed ring, not an arc
+        px, py = int(round(cx + radius * np.cos(angle))), int(round(cy + radius * np.sin(angle)))
+        assert diff[py - 2:py + 3, px - 2:px + 3].any(), angle
+    assert with_pick.image[cy, cx].tolist() == [0, 0, 0]  # hollow
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
