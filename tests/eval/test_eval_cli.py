@@ -222,3 +222,25 @@ def test_class_option_scores_a_single_kind_pick_against_that_class(tmp_path, cap
     assert main(["evaluate", str(pred_path), str(truth_path), "--class", "ferritin", "-o", str(tmp_path / "x.json")]) == 2
     assert "classes present: 2 (ribosome), 3 (shell)" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_class_option_needs_classes_in_the_truth_and_names_the_file(tmp_path, capsys):
+    plain = write_particles(Particles(np.array([[5, 5, 5.0]])), tmp_path / "truth.csv")
+    pred = write_particles(Particles(np.array([[5, 5, 6.0]])), tmp_path / "pred.csv")
+    assert main(["evaluate", str(pred), str(plain), "--class", "2", "-o", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert "truth.csv: the particles have no classes, so class 2 cannot be selected" in err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_tomogram_without_voxel_size_warns_and_voxel_tolerance_still_works(tmp_path, capsys, caplog):
+    import logging
+
+    tomo = write_volume(Volume(np.zeros((20, 20, 20), np.float32), voxel_size=0.0), tmp_path / "novs.mrc")
+    picks = write_particles(Particles(np.array([[5, 5, 5.0], [10, 10, 10]])), tmp_path / "p.csv")
+    report = tmp_path / "r.json"
+    with caplog.at_level(logging.WARNING, logger="cryoseg"):
+        assert main(["evaluate", str(picks), str(picks), "--tomogram", str(tomo), "-o", str(report)]) == 0
+    assert "novs.mrc: the header gives no voxel size" in caplog.text
+    data = json.loads(report.read_text())
+    assert data["scores"]["tp"] == 2 and data["parameters"]["voxel_size"] is None
