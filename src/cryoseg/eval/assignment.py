@@ -9,15 +9,14 @@ cheap: the cost is set by the largest component, not by N x M.
 For points (particle centres), `pairs_within` lists the allowed pairs with two k-d trees, `match_points`
 gives the largest matching within the tolerance, and `prefix_matching_sizes` gives the size of the
 largest matching for every prefix of a ranking (the PR curve's TP counts) in one incremental pass.
+
+scipy is imported where it is used: the CLI reads this package's defaults (`PickingConfig`) for its help
+when it starts, and every command would otherwise pay for loading scipy.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from scipy.spatial import cKDTree
 
 
 def max_weight_matching(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray,
@@ -34,6 +33,10 @@ def max_weight_matching(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray,
         (matched_rows, matched_cols): (K,) int arrays of the chosen pairs, sorted by row.
         Only allowed pairs are returned. Duplicate (row, col) pairs keep their largest weight.
     """
+    from scipy.optimize import linear_sum_assignment
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     rows = np.asarray(rows, dtype=np.int64)
     cols = np.asarray(cols, dtype=np.int64)
     weights = np.asarray(weights, dtype=np.float64)
@@ -109,6 +112,8 @@ def pairs_within(a: np.ndarray, b: np.ndarray, tolerance: float) -> tuple[np.nda
     Returns:
         (rows, cols, distances): (E,) int indices into `a` and `b`, and (E,) float distances.
     """
+    from scipy.spatial import cKDTree
+
     if len(a) == 0 or len(b) == 0:
         z = np.zeros(0, np.int64)
         return z, z.copy(), np.zeros(0)
