@@ -70,7 +70,7 @@ def _inputs(volume: VolumeLike, voxel_size: float | tuple[float, float, float] |
 def _segmenter(segmenter: str | PromptableSegmenter, weights: Any, device: str | None,
                dtype: str | None) -> PromptableSegmenter:
     if isinstance(segmenter, str):
-        from .models.registry import load_segmenter
+        from .models.loaders import load_segmenter
 
         return load_segmenter(segmenter, weights=weights, device=device, dtype=dtype)
     return segmenter
@@ -79,7 +79,7 @@ def _segmenter(segmenter: str | PromptableSegmenter, weights: Any, device: str |
 def _extractor(features: str | FeatureExtractor, weights: Any, device: str | None, dtype: str | None,
                batch_size: int | None) -> FeatureExtractor:
     if isinstance(features, str):
-        from .models.registry import load_feature_extractor
+        from .models.loaders import load_feature_extractor
 
         return load_feature_extractor(features, weights=weights, device=device, dtype=dtype, batch_size=batch_size)
     return features

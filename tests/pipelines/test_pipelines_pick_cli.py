@@ -124,7 +124,7 @@ def test_pick_refuses_nan_and_names_the_option(tmp_path, capsys):
 
 
 def test_pick_forwards_precision_and_batch_size_to_the_model_loaders(tmp_path, saved, monkeypatch):
-    import cryoseg.models.registry as registry
+    import cryoseg.models.loaders as registry
 
     seen = {}
     real_seg, real_feat = registry.load_segmenter, registry.load_feature_extractor

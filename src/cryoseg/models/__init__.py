@@ -7,16 +7,9 @@ weights are on this machine. Importing this package does not import torch or tra
 from __future__ import annotations
 
 from .base import FeatureExtractor, FeatureMap, MaskPrediction, PromptableSegmenter, SliceEmbedding
-from .registry import (
-    REGISTRY,
-    ModelSpec,
-    ModelStatus,
-    get_spec,
-    list_models,
-    load_feature_extractor,
-    load_segmenter,
-    model_names,
-)
+from .loaders import load_feature_extractor, load_segmenter
+from .registry import REGISTRY, ModelStatus, get_spec, list_models, model_names
+from .spec import ModelSpec
 
 __all__ = [
     "REGISTRY",

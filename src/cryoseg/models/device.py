@@ -7,7 +7,7 @@ Policy (one place):
   and refused on the CPU with `InputError`: half-precision matmuls on CPU are slow and lossy, and silently
   running in another precision than the one asked for would make cached embeddings lie about what they are.
 
-torch is imported inside functions: this module is imported by the registry, which the CLI imports eagerly.
+torch is imported inside functions: checking a device or precision name must not cost a torch import.
 """
 
 from __future__ import annotations

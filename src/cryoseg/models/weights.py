@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from ..errors import CorruptFileError, InputError, WeightsNotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .registry import ModelSpec
+    from .spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 
