@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import InputError
 from ..geometry import as_volume_array, check_views, resolve_indices, view_length, view_slice
 from ..io.volume import Volume
-from ..models.base import FeatureExtractor, FeatureMap
+from ..models.base import DEFAULT_FEATURE_BATCH_SIZE, FeatureExtractor, FeatureMap
 from ..progress import track
 from .store import SliceStore, make_signature, storage_roundtrip, store_path, volume_hash
 
@@ -66,7 +66,7 @@ def extract_view_features(
     views: Sequence[str] = ("z", "y", "x"),
     cache_dir: str | Path | None = None,
     slices: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
-    batch_size: int = 8,
+    batch_size: int = DEFAULT_FEATURE_BATCH_SIZE,
 ) -> dict[str, ViewFeatureStack]:
     """Extract features of the slices of each view, computing only what the cache does not hold.
 

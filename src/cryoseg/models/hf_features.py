@@ -16,17 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError
-from .base import FeatureExtractor, FeatureMap
-from .preprocess import (
-    DEFAULT_PERCENTILES,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Geometry,
-    backend_signature,
-    normalize_intensity,
-    patch_geometry,
-    to_model_input,
-)
+from .base import DEFAULT_FEATURE_BATCH_SIZE, FeatureExtractor, FeatureMap
+from .hf_backend import HFBackend
+from .preprocess import DEFAULT_PERCENTILES, IMAGENET_MEAN, IMAGENET_STD, Geometry, patch_geometry, to_model_input
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -34,46 +26,31 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 FEATURE_FAMILIES = ("dinov2", "dinov2-reg", "dinov3", "mae", "sam-encoder")
-DEFAULT_BATCH_SIZE = 4
 
 
-class HFFeatureExtractor(FeatureExtractor):
+class HFFeatureExtractor(HFBackend, FeatureExtractor):
     """A ViT encoder behind the `FeatureExtractor` interface.
 
     Args:
         model: the transformers encoder (for "sam-encoder": `SamModel.vision_encoder`), on its device and
             dtype, eval mode.
         family: one of `FEATURE_FAMILIES`.
-        name: registry name (goes into the signature).
-        weights_hash: "sha256:..." of the weight files, or a builtin tag.
         input_size: longest side of the model input in pixels (rounded to whole patches).
         batch_size: images per forward pass.
+        name, weights_hash, percentiles, mean, std: as in `HFBackend`.
     """
 
-    def __init__(
-        self,
-        model: Any,
-        family: str,
-        name: str,
-        weights_hash: str,
-        input_size: int,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-        mean: tuple[float, float, float] = IMAGENET_MEAN,
-        std: tuple[float, float, float] = IMAGENET_STD,
-    ) -> None:
-        if family not in FEATURE_FAMILIES:
-            raise InputError(f"unknown feature family {family!r}; known: {', '.join(FEATURE_FAMILIES)}")
+    families = FEATURE_FAMILIES
+    family_kind = "feature"
+
+    def __init__(self, model: Any, family: str, name: str, weights_hash: str, input_size: int,
+                 batch_size: int = DEFAULT_FEATURE_BATCH_SIZE, percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+                 mean: tuple[float, float, float] = IMAGENET_MEAN,
+                 std: tuple[float, float, float] = IMAGENET_STD) -> None:
+        super().__init__(model, family, name, weights_hash, percentiles, mean, std)
         if int(batch_size) < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
-        self.model = model
-        self.family = family
-        self.name = name
-        self.weights_hash = weights_hash
         self.batch_size = int(batch_size)
-        self.percentiles = (float(percentiles[0]), float(percentiles[1]))
-        self.mean = tuple(float(v) for v in mean)
-        self.std = tuple(float(v) for v in std)
         cfg = model.config
         patch = cfg.patch_size
         self.patch_size = int(patch[0] if isinstance(patch, (list, tuple)) else patch)
@@ -89,9 +66,6 @@ class HFFeatureExtractor(FeatureExtractor):
         self.input_size = int(input_size) // self.patch_size * self.patch_size
         if family == "mae":
             cfg.mask_ratio = 0.0  # keep every patch; the embeddings read this shared config object
-        param = next(model.parameters())
-        self.device = param.device
-        self.dtype = param.dtype
         self.feature_dim = int(cfg.output_channels if family == "sam-encoder" else cfg.hidden_size)
 
     def geometry(self, image_shape: tuple[int, int]) -> Geometry:
@@ -119,8 +93,8 @@ class HFFeatureExtractor(FeatureExtractor):
         cells = (geom.resized[0] // self.patch_size, geom.resized[1] // self.patch_size)
         out = np.empty((arr.shape[0], self.feature_dim, *cells), dtype=np.float32)
         for start in range(0, arr.shape[0], self.batch_size):
-            chunk = normalize_intensity(arr[start:start + self.batch_size], self.percentiles)
-            pixels = to_model_input(chunk, geom, self.mean, self.std, self.device, self.dtype)
+            chunk = arr[start:start + self.batch_size]
+            pixels = self.model_input(chunk, geom, to_model_input)
             with torch.inference_mode():
                 feats = self._forward(pixels, geom, cells)
             out[start:start + len(chunk)] = feats.float().cpu().numpy()
@@ -156,4 +130,4 @@ class HFFeatureExtractor(FeatureExtractor):
     def signature(self) -> dict[str, Any]:
         """What determines the features: model, weights hash, precision and preprocessing."""
         layout = "patch-rounded+pad" if self.family == "sam-encoder" else "patch-rounded"
-        return backend_signature(self, patch_size=self.patch_size, layout=layout)
+        return self._signature(patch_size=self.patch_size, layout=layout)

@@ -20,19 +20,9 @@ import numpy as np
 
 from ..errors import InputError
 from .base import CheckedPrompts, MaskPrediction, PromptableSegmenter, SliceEmbedding, check_prompts
-from .preprocess import (
-    DEFAULT_PERCENTILES,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Geometry,
-    backend_signature,
-    logits_to_image,
-    longest_side_geometry,
-    normalize_intensity,
-    stretch_geometry,
-    to_model_input,
-    to_sam_input,
-)
+from .hf_backend import HFBackend
+from .preprocess import DEFAULT_PERCENTILES, IMAGENET_MEAN, IMAGENET_STD, Geometry
+from .preprocess import logits_to_image, longest_side_geometry, stretch_geometry, to_model_input, to_sam_input
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -44,39 +34,23 @@ SEGMENTER_FAMILIES = ("sam", "sam-hq", "sam2")
 _MASK_CHUNK_BYTES = 256 << 20
 
 
-class HFPromptableSegmenter(PromptableSegmenter):
+class HFPromptableSegmenter(HFBackend, PromptableSegmenter):
     """A SAM-family model behind the `PromptableSegmenter` interface.
 
     Args:
-        model: a transformers SamModel / SamHQModel / Sam2Model, already on `device` in `dtype`, eval mode.
+        model: a transformers SamModel / SamHQModel / Sam2Model, already on its device in its dtype, eval mode.
         family: "sam", "sam-hq" or "sam2".
-        name: registry name (goes into the signature).
-        weights_hash: "sha256:..." of the weight files, or a builtin tag.
-        percentiles: intensity clip percentiles before the model's own mean/std normalisation.
+        name, weights_hash, percentiles, mean, std: as in `HFBackend`.
     """
 
-    def __init__(
-        self,
-        model: Any,
-        family: str,
-        name: str,
-        weights_hash: str,
-        percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-        mean: tuple[float, float, float] = IMAGENET_MEAN,
-        std: tuple[float, float, float] = IMAGENET_STD,
-    ) -> None:
-        if family not in SEGMENTER_FAMILIES:
-            raise InputError(f"unknown segmenter family {family!r}; known: {', '.join(SEGMENTER_FAMILIES)}")
-        self.model = model
-        self.family = family
-        self.name = name
-        self.weights_hash = weights_hash
-        self.percentiles = (float(percentiles[0]), float(percentiles[1]))
-        self.mean = tuple(float(v) for v in mean)
-        self.std = tuple(float(v) for v in std)
-        param = next(model.parameters())
-        self.device = param.device
-        self.dtype = param.dtype
+    families = SEGMENTER_FAMILIES
+    family_kind = "segmenter"
+
+    def __init__(self, model: Any, family: str, name: str, weights_hash: str,
+                 percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+                 mean: tuple[float, float, float] = IMAGENET_MEAN,
+                 std: tuple[float, float, float] = IMAGENET_STD) -> None:
+        super().__init__(model, family, name, weights_hash, percentiles, mean, std)
         cfg = model.config
         if family == "sam2":
             self.input_size = int(cfg.prompt_encoder_config.image_size)
@@ -104,8 +78,7 @@ class HFPromptableSegmenter(PromptableSegmenter):
         if arr.ndim != 2:
             raise InputError(f"embed expects one 2D (H, W) slice, got shape {arr.shape}")
         geom = self.geometry(arr.shape)
-        prepare = to_model_input if self.family == "sam2" else to_sam_input
-        pixels = prepare(normalize_intensity(arr, self.percentiles), geom, self.mean, self.std, self.device, self.dtype)
+        pixels = self.model_input(arr, geom, to_model_input if self.family == "sam2" else to_sam_input)
         with torch.inference_mode():
             if self.family == "sam":
                 data = {"image_embeddings": self.model.get_image_embeddings(pixels)}
@@ -210,7 +183,7 @@ class HFPromptableSegmenter(PromptableSegmenter):
     def signature(self) -> dict[str, Any]:
         """What determines an embedding: model name and family, weights hash, precision and preprocessing."""
         if self.family == "sam2":
-            return backend_signature(self, layout="stretch")
+            return self._signature(layout="stretch")
         # the 8-bit PIL resize of segment-anything's predictor (earlier embeddings came from a float resize)
-        return backend_signature(self, layout="longest-side+pad", pixels="uint8+pil-bilinear")
+        return self._signature(layout="longest-side+pad", pixels="uint8+pil-bilinear")
 
