@@ -5,15 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cryoseg import synth
 from cryoseg.models.classical import ClassicalSegmenter
-
-synth = pytest.importorskip("cryoseg.synth")
 
 
 @pytest.fixture(scope="module")
 def simulation():
-    if not hasattr(synth, "simulate"):
-        pytest.skip("cryoseg.synth.simulate is not available")
     cfg = synth.SimulationConfig(shape=(64, 96, 96), particles=12, vesicles=0, filaments=0, seed=3, threads=1)
     return synth.simulate(cfg)
 

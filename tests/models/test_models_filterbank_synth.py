@@ -7,15 +7,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from cryoseg import synth
 from cryoseg.models.filterbank import FilterBankExtractor
-
-synth = pytest.importorskip("cryoseg.synth")
 
 
 @pytest.fixture(scope="module")
 def simulation():
-    if not hasattr(synth, "simulate"):
-        pytest.skip("cryoseg.synth.simulate is not available")
     cfg = synth.SimulationConfig(shape=(64, 96, 96), particles=12, vesicles=0, filaments=0, seed=3, threads=1)
     return synth.simulate(cfg)
 

@@ -3,11 +3,14 @@
     from cryoseg.synth import SimulationConfig, simulate
     sim = simulate(SimulationConfig(shape=(64, 96, 96), seed=1))
     sim.save("out/")
+
+Exports load on first use: the CLI quotes the config's defaults in its help without loading scipy.
 """
 
-from .config import DEFAULT_TEMPLATES, SimulationConfig
-from .simulate import Simulation, simulate
-from .templates import BUILTIN_SHAPES, Template, load_templates
+from ..lazy import lazy_exports
 
-__all__ = ["BUILTIN_SHAPES", "DEFAULT_TEMPLATES", "Simulation", "SimulationConfig", "Template", "load_templates",
-           "simulate"]
+_EXPORTS = {"DEFAULT_TEMPLATES": "config", "SimulationConfig": "config", "Simulation": "simulator",
+            "simulate": "simulator", "BUILTIN_SHAPES": "templates", "Template": "templates",
+            "load_templates": "templates"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
