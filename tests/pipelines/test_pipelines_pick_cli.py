@@ -71,7 +71,7 @@ def test_pick_bad_input_is_one_line_and_writes_nothing(tmp_path, saved, capsys):
     _fails(base + ["--prompt", "44,3,3"], out, capsys, "gave an empty mask")
     _fails(base + ["--prompt", good, "--features", "no-such-features"], out, capsys, "unknown model 'no-such-features'")
     _fails(base + ["--prompt", good, "--tau-sim", "3"], out, capsys, "tau_sim")
-    _fails(base + ["--prompt", good, "--size-ratio", "2"], out, capsys, "--size-ratio expects two")
+    _fails(base + ["--prompt", good, "--size-ratio", "2"], out, capsys, "--size-ratio must be two comma-separated numbers low,high")
     wrong_spacing = write_particles(Particles([(z, y, x)]), tmp_path / "p.json", fmt="copick", voxel_size=5.0)
     _fails(base + ["--prompts", str(wrong_spacing)], out, capsys, "voxel spacing of 5 Å but the tomogram")
 

@@ -88,7 +88,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tomo, capsys):
     _fails(base + ["--prompt", "20,18,60"], out, capsys,
            "prompt 1 at (z, y, x) = (20, 18, 60) voxels lies outside the volume of shape (40, 40, 48)")
     _fails(base + ["--prompt", "35,4,4"], out, capsys, "gave an empty mask")
-    _fails(base + ["--prompt", "20,18"], out, capsys, "--prompt expects three comma-separated")
+    _fails(base + ["--prompt", "20,18"], out, capsys, "--prompt must be three comma-separated numbers z,y,x in voxels")
     _fails(base + ["--prompt", "20,18,14", "--negative", "99,0,0"], out, capsys, "negative point 1")
     _fails(base, out, capsys, "give at least one prompt")
     picked_at_4 = write_particles(Particles([(20, 18, 14)]), tmp_path / "p.json", fmt="copick", voxel_size=4.0)

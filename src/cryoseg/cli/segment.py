@@ -13,6 +13,7 @@ import typer
 
 from ..errors import InputError
 from .common import check_output_dir, say
+from .parse import parse_numbers, parse_point, parse_voxel_size
 
 PROMPT_HELP = "A point z,y,x in voxels on an instance (repeat for several)."
 PROMPTS_HELP = "Coordinate file of prompts (.star .csv .json .ndjson)."
@@ -36,29 +37,6 @@ VOXEL_SIZE = typer.Option(None, "--voxel-size", help="Override the header: Å, o
 VOLUME_FORMAT = typer.Option(None, "--format", help="Volumes as 'mrc' (default) or 'zarr' (OME-Zarr).")
 OVERWRITE = typer.Option(False, "--overwrite", help="Write into a non-empty output folder.")
 NAN_POLICY = typer.Option(None, "--nan-policy", help="NaN/Inf in the tomogram: 'raise' or 'clean'.")
-
-
-def parse_point(text: str, option: str) -> tuple[float, float, float]:
-    """Parse "z,y,x" (voxels) from the command line."""
-    parts = [p for p in text.replace(" ", ",").split(",") if p]
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise InputError(f"{option} expects three comma-separated voxel coordinates z,y,x, got {text!r}")
-    return values  # type: ignore[return-value]
-
-
-def parse_pair(text: str, option: str) -> tuple[float, float]:
-    parts = [p for p in text.replace(" ", ",").split(",") if p]
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 2:
-        raise InputError(f"{option} expects two comma-separated numbers low,high, got {text!r}")
-    return values  # type: ignore[return-value]
 
 
 def _points(inline: list[str] | None, path: Path | None, volume: Any, option: str, what: str) -> Any:
@@ -97,7 +75,6 @@ def _load_inputs(tomo: Path, voxel_size: str | None, nan_policy: str | None, pro
                  prompts: Path | None, negative: list[str] | None, negatives: Path | None) -> tuple[Any, Any, Any]:
     """The tomogram, its prompts (at least one) and negative points, as both commands read them."""
     from .. import api
-    from .info import parse_voxel_size
 
     volume = api.load_tomogram(tomo, parse_voxel_size(voxel_size) if voxel_size is not None else None,
                                **_set({"nan_policy": nan_policy}))
@@ -180,7 +157,7 @@ def pick(
     if matching:
         pick_kwargs["matching"] = MatchingConfig(**matching)
     if size_ratio is not None:
-        pick_kwargs["size_ratio"] = parse_pair(size_ratio, "--size-ratio")
+        pick_kwargs["size_ratio"] = parse_numbers(size_ratio, "--size-ratio", (2,), meaning="low,high")
     config = PickConfig(**pick_kwargs)
     volume, points, negs = _load_inputs(tomo, voxel_size, nan_policy, prompt, prompts, negative, negatives)
     kwargs = _set({"segmenter": segmenter, "features": features, "weights": weights,
