@@ -87,7 +87,7 @@ def run_one(folder: Path, repeats: int, seed: int) -> list[dict]:
     features = build_volume_features(volume, FilterBankExtractor())
     feature_seconds = time.perf_counter() - t0
     seg = api.segment(volume, prompt)
-    query = make_query(features, seg.labels.data)
+    query = make_query(features, seg.instances.data)
 
     results: dict[str, list] = {"hierarchical": [], "naive": []}
     for _ in range(repeats):  # alternate, so both modes see the same machine load

@@ -67,6 +67,12 @@ def _inputs(volume: VolumeLike, voxel_size: float | tuple[float, float, float] |
     return vol, reconcile_prompts(points, negatives), negatives
 
 
+def _files_read(volume: Volume, *sources: Any) -> tuple[Path, ...]:
+    """The files a run read: the tomogram's, and each prompt source given as a path."""
+    files = [volume.source] if volume.source is not None else []
+    return tuple(files + [Path(s) for s in sources if isinstance(s, (str, Path))])
+
+
 def _segmenter(segmenter: str | PromptableSegmenter, weights: Any, device: str | None,
                dtype: str | None) -> PromptableSegmenter:
     if isinstance(segmenter, str):
@@ -119,6 +125,7 @@ def segment(volume: VolumeLike, prompts: Any, negative: Any = None, segmenter: s
     model = _segmenter(segmenter, weights, device, dtype)
     logger.info("segmenting %d prompt(s) in 3D with '%s'", len(points), getattr(model, "name", type(model).__name__))
     result = segment_instances(vol, model, points, negatives, config, cache_dir=cache_dir)
+    result.inputs = _files_read(vol, prompts, negative)
     logger.info("%d instance(s); %d slices embedded, %d decode calls", len(result.kept), result.n_embed,
                 result.n_predict)
     for n, record in enumerate(result.records, 1):
@@ -162,4 +169,6 @@ def pick(volume: VolumeLike, prompts: Any, negative: Any = None, segmenter: str 
     vol, points, negatives = _inputs(volume, voxel_size, prompts, negative)
     seg_model = _segmenter(segmenter, weights, device, dtype)
     feat_model = _extractor(features, feature_weights, device, dtype, batch_size)
-    return pick_instances(vol, seg_model, feat_model, points, negatives, config, cache_dir=cache_dir)
+    result = pick_instances(vol, seg_model, feat_model, points, negatives, config, cache_dir=cache_dir)
+    result.inputs = _files_read(vol, prompts, negative)
+    return result

@@ -6,33 +6,19 @@ The slice axis is dropped and the other two keep their order, as numpy indexing 
 
 Inside: voxel i covers the continuous coordinates [i - 0.5, i + 0.5), so a point c (z, y, x, in voxels) lies inside
 a volume of shape (Z, Y, X) when -0.5 <= c < n - 0.5 on every axis. Rounding it then gives a voxel of the volume.
+The same rule holds for the (y, x) pixels of a slice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import InputError
 
-if TYPE_CHECKING:  # io sits above geometry (Particles asks it the inside rule): no import of io at run time
-    from .io.volume import Volume
-
 VIEWS: tuple[str, ...] = ("z", "y", "x")
 AXIS: dict[str, int] = {"z": 0, "y": 1, "x": 2}
-
-
-def as_volume_array(volume: np.ndarray | Volume) -> np.ndarray:
-    """The (Z, Y, X) array of `volume` (a `Volume` or an array), checked to be 3D, real and non-empty."""
-    # a `Volume` is known by its fields (data and voxel size), as geometry does not import io
-    arr = volume.data if hasattr(volume, "data") and hasattr(volume, "voxel_size") else np.asarray(volume)
-    if arr.ndim != 3 or min(arr.shape) < 1:
-        raise InputError(f"expected a 3D volume (z, y, x), got an array of shape {arr.shape}")
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
-        raise InputError(f"expected a real-valued volume, got dtype {arr.dtype}")
-    return arr
 
 
 def check_views(views: Iterable[str] | str) -> tuple[str, ...]:
@@ -115,8 +101,9 @@ def paste_index(view: str, index: int, r0: int, r1: int, c0: int, c1: int) -> tu
 
 
 def outside_volume(points: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """(N,) bool: which of the (N, 3) z, y, x voxel coordinates lie outside a volume of `shape` (module rule)."""
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    """(N,) bool: which of the (N, D) points lie outside an array of `shape` (D axes, e.g. z, y, x voxels of a
+    volume or y, x pixels of a slice), by the module's rule: -0.5 <= c < n - 0.5 on every axis."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, len(shape))
     upper = np.asarray(shape, dtype=np.float64) - 0.5
     return np.any((pts < -0.5) | (pts >= upper), axis=1)
 

@@ -98,11 +98,14 @@ def test_mask_logits_of_another_size_are_refused(embedded, name):
 
 @pytest.mark.parametrize("name", BACKENDS)
 def test_prompts_on_the_slice_edge_and_box_only_prompts_are_accepted(embedded, name):
-    """Pixels extend half a pixel past their centres: points and box corners there are inside."""
+    """Pixel i covers [i - 0.5, i + 0.5) (cryoseg.geometry): points there are inside, the far edge itself is not;
+    box corners may lie on every edge."""
     seg, emb = embedded[name]
-    edge = np.array([[[-0.5, -0.5]], [[H - 0.5, W - 0.5]], [[0.0, W - 0.5]]])
+    edge = np.array([[[-0.5, -0.5]], [[H - 0.51, W - 0.51]], [[0.0, W - 0.51]]])
     pred = seg.predict(emb, edge, np.ones((3, 1), int))
     assert pred.masks.shape == (3, 1, H, W)
+    with pytest.raises(InputError, match=f"point \\(y={H - 0.5:g}, x=0\\) lies outside the slice"):
+        seg.predict(emb, np.array([[[H - 0.5, 0.0]]]), np.ones((1, 1), int))
     whole = seg.predict(emb, *NO_POINTS, boxes=np.array([[-0.5, -0.5, H - 0.5, W - 0.5]]))
     assert whole.masks.shape == (1, 1, H, W)
     padded = seg.predict(emb, np.array([[[20.0, 28.0], [np.nan, 1e9]]]), np.array([[1, -1]]))

@@ -9,7 +9,7 @@ import pytest
 
 import cryoseg
 from cryoseg.errors import InputError
-from cryoseg.io import Particles
+from cryoseg.io import Particles, Volume
 from cryoseg.pipelines import PickConfig
 
 
@@ -110,3 +110,19 @@ def test_bad_input(sim):
         cryoseg.pick(sim.tomogram, np.zeros((0, 3)))
     with pytest.raises(InputError, match="size_ratio"):
         PickConfig(size_ratio=(2.0, 3.0))
+
+
+def test_save_never_replaces_a_prompt_file_the_api_read(tmp_path):
+    from cryoseg.errors import OverwriteInputError
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(20, 24, 28)).astype(np.float32)
+    data[8:13, 10:15, 12:17] += 4.0
+    out = tmp_path / "run"
+    out.mkdir()
+    prompts = out / "particles.csv"  # where the run would write its picks
+    prompts.write_text("z,y,x\n10,12,14\n")
+    result = cryoseg.segment(Volume(data, voxel_size=10.0), prompts)
+    with pytest.raises(OverwriteInputError, match="particles.csv"):
+        result.save(out)
+    assert prompts.read_text() == "z,y,x\n10,12,14\n" and sorted(p.name for p in out.iterdir()) == ["particles.csv"]

@@ -124,10 +124,10 @@ def test_pick_refuses_nan_and_names_the_option(tmp_path, capsys):
 
 
 def test_pick_forwards_precision_and_batch_size_to_the_model_loaders(tmp_path, saved, monkeypatch):
-    import cryoseg.models.loaders as registry
+    import cryoseg.models.loaders as loaders
 
     seen = {}
-    real_seg, real_feat = registry.load_segmenter, registry.load_feature_extractor
+    real_seg, real_feat = loaders.load_segmenter, loaders.load_feature_extractor
 
     def seg(name, **kwargs):
         seen["segmenter"] = kwargs
@@ -137,8 +137,8 @@ def test_pick_forwards_precision_and_batch_size_to_the_model_loaders(tmp_path, s
         seen["features"] = kwargs
         return real_feat(name, weights=kwargs["weights"])
 
-    monkeypatch.setattr(registry, "load_segmenter", seg)
-    monkeypatch.setattr(registry, "load_feature_extractor", feat)
+    monkeypatch.setattr(loaders, "load_segmenter", seg)
+    monkeypatch.setattr(loaders, "load_feature_extractor", feat)
     sim, files = saved
     z, y, x = sim.particles.coords[0]
     code = main(["pick", str(files["tomogram"]), "--prompt", f"{z:.1f},{y:.1f},{x:.1f}", "-o", str(tmp_path / "o"),

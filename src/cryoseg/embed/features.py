@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..geometry import as_volume_array, check_views, resolve_indices, view_length, view_slice
-from ..io.volume import Volume
+from ..geometry import check_views, resolve_indices, view_length, view_slice
+from ..io.volume import Volume, as_volume_array
 from ..models.base import DEFAULT_FEATURE_BATCH_SIZE, FeatureExtractor, FeatureMap
 from ..progress import track
 from .store import SliceStore, make_signature, storage_roundtrip, store_path, volume_hash

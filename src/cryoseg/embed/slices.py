@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..geometry import VIEWS, as_volume_array, check_views, view_image_shape, view_length, view_slice
-from ..io.volume import Volume
+from ..geometry import VIEWS, check_views, view_image_shape, view_length, view_slice
+from ..io.volume import Volume, as_volume_array
 from ..models.base import PromptableSegmenter, SliceEmbedding
 from .store import SliceStore, make_signature, storage_roundtrip, store_path, volume_hash
 

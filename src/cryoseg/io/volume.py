@@ -47,3 +47,13 @@ class Volume:
                 "pass --voxel-size (voxel_size=) to set it"
             )
         return self.voxel_size
+
+
+def as_volume_array(volume: np.ndarray | Volume) -> np.ndarray:
+    """The (Z, Y, X) array of `volume` (a `Volume` or an array), checked to be 3D, real and non-empty."""
+    arr = volume.data if isinstance(volume, Volume) else np.asarray(volume)
+    if arr.ndim != 3 or min(arr.shape) < 1:
+        raise InputError(f"expected a 3D volume (z, y, x), got an array of shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
+        raise InputError(f"expected a real-valued volume, got dtype {arr.dtype}")
+    return arr

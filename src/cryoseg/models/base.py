@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..geometry import outside_volume
 
 # Images per feature-extractor call and per forward pass of a transformers extractor. One number for both, so
 # that by default each call of the embed module is one forward pass.
@@ -86,8 +87,8 @@ def check_prompts(
     """The prompt rules of every segmenter; raises `InputError` naming the first rule broken.
 
     A prompt needs at least one point labelled 0 or 1, or a box: mask logits alone are not a prompt. Points
-    and box corners must lie in the slice, whose pixels extend half a pixel past their centres (so
-    -0.5 <= y <= H - 0.5 and -0.5 <= x <= W - 0.5). Mask logits must have exactly the shape the backend
+    must lie in the slice by `cryoseg.geometry`'s rule (-0.5 <= y < H - 0.5, the same for x); box corners may also
+    lie on its far edges (-0.5 <= y <= H - 0.5). Mask logits must have exactly the shape the backend
     returns them in, so that only a backend's own logits are fed back to it.
 
     Args:
@@ -124,7 +125,7 @@ def check_prompts(
             raise InputError("boxes contain NaN or infinite coordinates")
         if np.any(bxs[:, 2] < bxs[:, 0]) or np.any(bxs[:, 3] < bxs[:, 1]):
             raise InputError("boxes must satisfy y0 <= y1 and x0 <= x1")
-        _check_inside(bxs.reshape(-1, 2), (H, W), "box corner")
+        _check_inside(bxs.reshape(-1, 2), (H, W), "box corner", edges=True)
     if bxs is None and B > 0 and (P == 0 or np.any(~real.any(axis=1))):
         raise InputError("every prompt needs at least one point with label 0 or 1, or a box")
     prior = None
@@ -139,17 +140,18 @@ def check_prompts(
     return CheckedPrompts(pts, labels, bxs, prior)
 
 
-def _check_inside(coords_yx: np.ndarray, shape: tuple[int, int], what: str) -> None:
-    """Raise if any of the (N, 2) (y, x) lies outside the slice (pixel squares extend half a pixel past the
-    centres)."""
+def _check_inside(coords_yx: np.ndarray, shape: tuple[int, int], what: str, edges: bool = False) -> None:
+    """Raise if any of the (N, 2) (y, x) lies outside the slice: points by `cryoseg.geometry`'s rule (pixel i covers
+    [i - 0.5, i + 0.5)); with `edges`, box corners, which may also lie on the slice's far edges."""
     if coords_yx.size == 0:
         return
-    H, W = shape
-    y, x = coords_yx[:, 0], coords_yx[:, 1]
-    bad = (y < -0.5) | (y > H - 0.5) | (x < -0.5) | (x > W - 0.5)
+    if edges:
+        bad = np.any((coords_yx < -0.5) | (coords_yx > np.asarray(shape) - 0.5), axis=1)
+    else:
+        bad = outside_volume(coords_yx, shape)
     if np.any(bad):
-        first = int(np.argmax(bad))
-        raise InputError(f"{what} (y={y[first]:g}, x={x[first]:g}) lies outside the slice of shape {(H, W)}")
+        y, x = coords_yx[int(np.argmax(bad))]
+        raise InputError(f"{what} (y={y:g}, x={x:g}) lies outside the slice of shape {tuple(shape)}")
 
 
 class PromptableSegmenter(ABC):

@@ -29,6 +29,7 @@ class RunResult:
         config: the settings used.
         models: backend names, {"segmenter": ..., "features": ...} (features for `pick` only).
         volume: the tomogram (kept for previews; not copied).
+        inputs: the files the run read (tomogram, prompt files); `save` never replaces one.
     """
 
     instances: Volume
@@ -40,6 +41,7 @@ class RunResult:
     config: Any
     models: dict[str, str]
     volume: Volume | None = field(default=None, repr=False, compare=False, kw_only=True)
+    inputs: tuple[Path, ...] = field(default=(), kw_only=True)
 
     @property
     def mask(self) -> Volume:
@@ -81,7 +83,7 @@ class RunResult:
         Args:
             outdir: output folder (created).
             volume_format: "mrc" or "zarr" (OME-Zarr) for the volumes.
-            inputs: files that must not be overwritten.
+            inputs: more files that must not be overwritten (besides `self.inputs`).
             parameters: extra entries for the report (e.g. the command line).
 
         Returns:
@@ -91,4 +93,5 @@ class RunResult:
 
         return write_outputs(outdir, labels=self.instances, particles=self.particles, instances=self.records,
                              report=self.report(parameters), tomogram=self.volume, point=self.preview_point(),
-                             volume_format=volume_format, inputs=inputs, extra_columns=self.particle_columns())
+                             volume_format=volume_format, inputs=(*self.inputs, *inputs),
+                             extra_columns=self.particle_columns())

@@ -3,7 +3,7 @@
 Convention: an orientation is the rotation R (acting on x, y, z column vectors) that turns the template
 into the particle: particle(p) = template(R^T p) for offsets p from the centre. RELION's Euler angles
 (rot, tilt, psi, ZYZ) describe the same particle with R = Rotation.from_euler("ZYZ", angles).inv(), as
-in `cryoseg.io.coords.relion_angles_to_matrices`.
+in `cryoseg.io.conversions.relion_angles_to_matrices`.
 """
 
 from __future__ import annotations
