@@ -120,9 +120,9 @@ def test_an_input_inside_the_output_folder_is_refused_before_any_work(work, cli_
 
 def test_convert_checks_every_target_first(work, cli_refuses):
     dst = work / "p.star"
-    (work / "p.star.record.json").write_text("{}")  # the record exists, the output not yet
-    cli_refuses(["convert", work / "picks.csv", dst], "p.star.record.json exists; pass --overwrite", work)
-    (work / "p.star.record.json").unlink()
+    (work / "p.star.report.json").write_text("{}")  # the record exists, the output not yet
+    cli_refuses(["convert", work / "picks.csv", dst], "p.star.report.json exists; pass --overwrite", work)
+    (work / "p.star.report.json").unlink()
     os.link(work / "picks.csv", work / "same.csv")  # the output is the input through a hard link
     cli_refuses(["convert", work / "picks.csv", work / "same.csv", "--overwrite"],
                 "refusing to overwrite input file", work)

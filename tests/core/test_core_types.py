@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cryoseg.errors import InputError, OverwriteInputError
-from cryoseg.io import Particles, StageTimer, Volume, atomic_path, write_record
+from cryoseg.io import Particles, StageTimer, Volume, atomic_path, write_report
 
 
 def test_volume_rejects_non_3d_with_shape_in_message():
@@ -68,11 +68,11 @@ def test_atomic_path_refuses_inputs(tmp_path):
     assert source.read_bytes() == b"data"
 
 
-def test_write_record_is_json_with_versions_and_numpy_values(tmp_path):
+def test_write_report_is_json_with_versions_and_numpy_values(tmp_path):
     timer = StageTimer()
     with timer("stage"):
         pass
-    path = write_record(tmp_path / "r.json", params={"k": np.int64(3), "a": np.arange(2)}, seconds=timer.seconds)
+    path = write_report(tmp_path / "r.json", params={"k": np.int64(3), "a": np.arange(2)}, seconds=timer.seconds)
     data = json.loads(path.read_text())
     assert data["params"] == {"k": 3, "a": [0, 1]}
     assert "cryoseg" in data["versions"] and data["seconds"]["stage"] >= 0

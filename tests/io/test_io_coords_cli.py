@@ -28,7 +28,7 @@ def test_convert_csv_to_relion5_and_back(tmp_path, csv_in, capsys):
     assert "1 of 3 particles lie outside the volume (30, 50, 70)" in out  # x = 90 > 70, kept
     text = star.read_text()
     assert "rlnCenteredCoordinateXAngst" in text and "TS_7" in text
-    record = json.loads((tmp_path / "out.star.record.json").read_text())
+    record = json.loads((tmp_path / "out.star.report.json").read_text())
     assert record["particles_written"] == 3 and record["output_format"] == "star5" and record["outside_volume"] == 1
     back = tmp_path / "back.csv"
     assert main(["convert", str(star), str(back), "--voxel-size", "4,5,6", "--shape", "30,50,70"]) == 0
@@ -82,7 +82,7 @@ def test_convert_takes_voxel_size_and_shape_from_a_tomogram(tmp_path, csv_in, ca
     out = tmp_path / "out.star"
     assert main(["convert", str(csv_in), str(out), "--to", "star5", "--tomogram", str(tomo)]) == 0
     assert "1 of 3 particles lie outside the volume (30, 50, 70)" in capsys.readouterr().out
-    record = json.loads((tmp_path / "out.star.record.json").read_text())
+    record = json.loads((tmp_path / "out.star.report.json").read_text())
     assert record["shape"] == [30, 50, 70] and record["voxel_size"] == pytest.approx([4.0, 5.0, 6.0])
     # first particle (z, y, x) = (5, 10, 20): X = (20 - 35) * 6 Å = -90
     back = read_particles(out, voxel_size=(4, 5, 6), shape=(30, 50, 70))
@@ -99,7 +99,7 @@ def test_voxel_size_option_takes_precedence_over_the_tomogram(tmp_path, csv_in, 
     assert main(["convert", str(csv_in), str(out), "--to", "star5", "--tomogram", str(tomo), "--voxel-size", "2"]) == 0
     # first particle x = 20 in a 70-voxel row: (20 - 35) * 2 Å, not * 6 Å from the header
     assert "-30.000000" in out.read_text() and "-90.000000" not in out.read_text()
-    assert json.loads((tmp_path / "out.star.record.json").read_text())["voxel_size"] == 2.0
+    assert json.loads((tmp_path / "out.star.report.json").read_text())["voxel_size"] == 2.0
 
 
 def test_shape_option_takes_precedence_and_a_header_without_voxel_size_warns(tmp_path, csv_in, capsys, caplog):
@@ -112,7 +112,7 @@ def test_shape_option_takes_precedence_and_a_header_without_voxel_size_warns(tmp
         assert main(["convert", str(csv_in), str(out), "--to", "star5", "--tomogram", str(tomo), "--voxel-size", "2",
                      "--shape", "30,50,90"]) == 0
     assert "no voxel size" not in caplog.text  # --voxel-size supplied it
-    record = json.loads((tmp_path / "out.star.record.json").read_text())
+    record = json.loads((tmp_path / "out.star.report.json").read_text())
     assert record["shape"] == [30, 50, 90] and record["voxel_size"] == 2.0
     assert "-50.000000" in out.read_text()  # x = 20 in a 90-voxel row: (20 - 45) * 2 Å
     with caplog.at_level(logging.WARNING, logger="cryoseg"):

@@ -36,7 +36,7 @@ def test_demo_scores_the_pick_against_truth_and_writes_its_files(tmp_path):
     ribosome = next(c for c, name in truth.class_names.items() if name == "ribosome")
     rescored = match_picks(picks, truth.subset(truth.classes == ribosome), tolerance=result.picking.tolerance)
     assert (rescored.tp, rescored.fp, rescored.fn) == (3, 0, 0)
-    record = json.loads((tmp_path / "demo" / "demo.json").read_text())
+    record = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert record["picking"]["tp"] == result.picking.tp
     for name in ("simulation/tomogram", "pick/preview", "truth_preview"):
         assert result.files[name].is_file(), name

@@ -12,7 +12,7 @@ from cryoseg.io.coords import read_particles
 from cryoseg.io.volumes import read_volume
 from cryoseg.synth import SimulationConfig, simulate
 
-FILES = {"tomogram.mrc", "labels.mrc", "instances.mrc", "particles.csv", "particles.star", "simulation.json"}
+FILES = {"tomogram.mrc", "labels.mrc", "instances.mrc", "particles.csv", "particles.star", "report.json"}
 SMALL = ["--shape", "32,48,56", "--particles", "3", "--templates", "shell,globule", "--vesicles", "1",
          "--filaments", "0", "--seed", "2"]
 
@@ -28,7 +28,7 @@ def test_simulate_writes_tomogram_ground_truth_and_record(tmp_path, capsys):
     assert tomogram.shape == labels.shape == instances.shape == (32, 48, 56)
     assert tomogram.voxel_size == (10.0, 10.0, 10.0)
 
-    record = json.loads((out / "simulation.json").read_text())
+    record = json.loads((out / "report.json").read_text())
     assert record["seed"] == 2 and record["config"]["seed"] == 2
     assert record["config"]["snr"] == 2.0 and record["config"]["tilt_range"] == [-45.0, 57.0]
     assert record["config"]["templates"] == ["shell", "globule"]
@@ -62,7 +62,7 @@ def test_templates_from_the_shared_folder(tmp_path, shared_data):
     assert main(["-q", "simulate", "-o", str(out), "--shape", "48,112,112", "--templates",
                  str(shared_data / "templates"), "--particles", "10", "--vesicles", "0", "--filaments", "0",
                  "--no-noise", "--no-ctf"]) == 0
-    record = json.loads((out / "simulation.json").read_text())
+    record = json.loads((out / "report.json").read_text())
     assert [t["name"] for t in record["templates"]] == sorted(p.stem for p in (shared_data / "templates").glob("*.mrc"))
     assert [t["count"] for t in record["templates"]] == [1] * 10
     labels = read_volume(out / "labels.mrc").data
@@ -145,4 +145,4 @@ def test_voxel_size_option_reaches_every_written_volume(tmp_path):
                  "--vesicles", "0", "--filaments", "0", "--voxel-size", "14"]) == 0
     for name in ("tomogram", "labels", "instances"):
         assert read_volume(out / f"{name}.mrc").voxel_size == (14.0, 14.0, 14.0)
-    assert json.loads((out / "simulation.json").read_text())["config"]["voxel_size"] == 14.0
+    assert json.loads((out / "report.json").read_text())["config"]["voxel_size"] == 14.0

@@ -69,7 +69,7 @@ def test_fitted_defaults_place_without_failing(builtin, shape):
 def test_small_default_simulation_through_the_cli(tmp_path, capsys):
     out = tmp_path / "sim"
     assert main(["-q", "simulate", "-o", str(out), "--shape", "48,64,64", "--seed", "1"]) == 0
-    record = json.loads((out / "simulation.json").read_text())
+    record = json.loads((out / "report.json").read_text())
     assert (record["config"]["particles"], record["config"]["vesicles"], record["config"]["filaments"]) == (3, 0, 0)
     assert set(np.unique(read_volume(out / "labels.mrc").data)) == {0, 2, 3, 4}  # every class present
     assert main(["-q", "simulate", "-o", str(tmp_path / "b"), "--shape", "64,96,96", "--particles", "8"]) == 0

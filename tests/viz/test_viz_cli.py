@@ -44,7 +44,7 @@ def test_preview_with_labels_and_picks(tmp_path, files, capsys):
     # 20 Å z voxels: the y panel (rows z) is drawn with z twice as tall as x is wide.
     y = expected.panels["y"]
     assert y.row_scale == pytest.approx(2 * y.col_scale)
-    record = json.loads((tmp_path / "out" / "preview.json").read_text())
+    record = json.loads((tmp_path / "out" / "preview.png.report.json").read_text())
     assert record["command"] == "preview" and record["point"] == [6.0, 4.0, 4.0]
     assert record["voxel_size"] == [20.0, 10.0, 10.0]
 
@@ -57,7 +57,7 @@ def test_voxel_size_override_changes_aspect(tmp_path, files):
     wa, ha = Image.open(a).size
     wb, hb = Image.open(b).size
     assert wa / ha != pytest.approx(wb / hb, rel=0.01)
-    assert json.loads((tmp_path / "b.json").read_text())["voxel_size"] == [10.0, 10.0, 10.0]
+    assert json.loads((tmp_path / "b.png.report.json").read_text())["voxel_size"] == [10.0, 10.0, 10.0]
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -80,10 +80,11 @@ def test_refuses_non_png_and_overwriting_inputs(tmp_path, files, capsys):
     tomo, _, _ = files
     assert main(["preview", str(tomo), "-o", str(tmp_path / "p.jpg")]) == 2
     assert "use a .png file name" in capsys.readouterr().err
-    # The record of picks.png would be picks.json, which is the (copick) input here.
-    picks = write_particles(Particles(np.array([[6.0, 4.0, 4.0]])), tmp_path / "picks.json", voxel_size=10.0)
+    # The report of picks.png is picks.png.report.json; here a (copick) input has that name.
+    picks = write_particles(Particles(np.array([[6.0, 4.0, 4.0]])), tmp_path / "picks.png.report.json",
+                            fmt="copick", voxel_size=10.0)
     original = picks.read_bytes()
     before = sorted(tmp_path.iterdir())
-    assert main(["preview", str(tomo), "-o", str(tmp_path / "picks.png"), "--picks", str(picks)]) == 2
+    assert main(["preview", str(tomo), "-o", str(tmp_path / "picks.png"), "--picks", str(picks), "--overwrite"]) == 2
     assert "refusing to overwrite input file" in capsys.readouterr().err
     assert picks.read_bytes() == original and sorted(tmp_path.iterdir()) == before

@@ -16,11 +16,6 @@ from .parse import parse_shape, parse_voxel_size
 FORMAT_HELP = "star (RELION <= 4), star5 (RELION 5), csv, copick, ndjson"
 
 
-def record_path(output: Path) -> Path:
-    """The JSON record written beside a converted file: OUT -> OUT.record.json."""
-    return output.with_name(output.name + ".record.json")
-
-
 class _DropOutsideWarning(logging.Filter):
     """The read already warned about particles outside the volume; the write would repeat it."""
 
@@ -61,13 +56,13 @@ def convert(
     Coordinates outside the volume (when the shape is known) are reported and kept.
     """
     from ..io.coords import guess_format, read_particles, write_particles
-    from ..io.record import write_record
+    from ..io.report import report_beside, write_report
 
     vs = parse_voxel_size(voxel_size) if voxel_size is not None else None
     shp = parse_shape(shape) if shape is not None else None
     inputs = [src] if tomogram is None else [src, tomogram]
-    record = record_path(dst)
-    check_output_files([dst, record], inputs, overwrite)  # every target before any work
+    report = report_beside(dst)
+    check_output_files([dst, report], inputs, overwrite)  # every target before any work
     if tomogram is not None:  # it fills in what the options leave unset
         from ..io.volumes import tomogram_geometry
 
@@ -88,7 +83,7 @@ def convert(
 
     in_fmt = from_fmt or guess_format(src)
     out_fmt = to_fmt or guess_format(dst)
-    write_record(record, command="convert", input=src, output=dst, input_format=in_fmt, output_format=out_fmt,
+    write_report(report, command="convert", input=src, output=dst, input_format=in_fmt, output_format=out_fmt,
                  particles_read=n_read, particles_written=len(particles), class_id=class_id, tomo_name=tomo_name,
                  voxel_size=vs, shape=shp, tomogram=tomogram, outside_volume=n_outside)
     say(f"converted {len(particles)} particles: {src} ({in_fmt}) -> {dst} ({out_fmt})")

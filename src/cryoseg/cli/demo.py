@@ -26,7 +26,7 @@ def demo_command(
     console.print(result.segmentation.to_table(title="Semantic mask vs ground truth"))
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     console.print(f"time: {seconds}")
-    console.print(f"results in {output}/ (pick/preview.png, truth_preview.png, pick/particles.star, demo.json)")
+    console.print(f"results in {output}/ (pick/preview.png, truth_preview.png, pick/particles.star, report.json)")
 
 
 def register(app: typer.Typer) -> None:

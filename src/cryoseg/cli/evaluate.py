@@ -113,7 +113,7 @@ def evaluate(
     """  # noqa: E501 (one line per paragraph: the help text keeps line breaks)
     from rich.console import Console
 
-    from ..io.record import write_record
+    from ..io.report import write_report
 
     if output is not None:
         check_output_files([output], [pred, truth] + ([tomogram] if tomogram else []), overwrite)
@@ -141,7 +141,7 @@ def evaluate(
 
     Console().print(scores.to_table(title=f"{section}: {pred.name} vs {truth.name}"))
     if output is not None:
-        write_record(output, command="evaluate", kind=section, prediction=pred, ground_truth=truth,
+        write_report(output, command="evaluate", kind=section, prediction=pred, ground_truth=truth,
                      parameters=parameters, scores=scores.to_dict())
 
 

@@ -15,15 +15,10 @@ from .parse import parse_point, parse_voxel_size
 PREVIEW = PreviewConfig()  # the library's defaults, quoted in the help
 
 
-def record_path(output: Path) -> Path:
-    """The JSON record written beside a preview: OUT.png -> OUT.json."""
-    return output.with_suffix(".json")
-
-
 def preview(
     tomo: Path = typer.Argument(..., help="Volume: .mrc .rec .map .st .tif .tiff .zarr .ome.zarr"),
-    output: Path = typer.Option(..., "--output", "-o", help="PNG to write; a JSON record goes beside it "
-                                                            "(OUT.json)."),
+    output: Path = typer.Option(..., "--output", "-o", help="PNG to write; its report goes beside it "
+                                                            "(OUT.report.json)."),
     point: str | None = typer.Option(None, "--point", help="z,y,x in voxels where the planes cross "
                                                            "(default the centre)."),
     labels: Path | None = typer.Option(None, "--labels", help="Label or instance volume to overlay "
@@ -39,14 +34,14 @@ def preview(
 ) -> None:
     """Write a PNG of the z, y and x planes through a point, with a label overlay and picks marked."""
     from ..io.coords import read_particles
-    from ..io.record import write_record
+    from ..io.report import report_beside, write_report
     from ..io.volumes import read_volume
     from ..viz import save_preview
 
     if output.suffix.lower() != ".png":
         raise UnsupportedFormatError(f"{output}: previews are written as PNG; use a .png file name")
     inputs = [p for p in (tomo, labels, picks) if p is not None]
-    check_output_files([output, record_path(output)], inputs, overwrite)
+    check_output_files([output, report_beside(output)], inputs, overwrite)
     where = parse_point(point) if point is not None else None
 
     kwargs: dict[str, Any] = {} if voxel_size is None else {"voxel_size": parse_voxel_size(voxel_size)}
@@ -66,7 +61,7 @@ def preview(
     options: dict[str, Any] = {} if pick_radius is None else {"pick_radius": pick_radius}
     path = save_preview(volume, output, point=where, labels=label_volume, picks=particles,
                         title=title if title is not None else tomo.name, **options)
-    write_record(record_path(output), command="preview", volume=tomo, labels=labels, picks=picks,
+    write_report(report_beside(output), command="preview", volume=tomo, labels=labels, picks=picks,
                  point=where, voxel_size=volume.voxel_size, output=path, **options)
     say(f"wrote {path}")
 

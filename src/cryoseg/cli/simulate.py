@@ -1,4 +1,4 @@
-"""`cryoseg simulate`: a tomogram with exact ground truth (labels, instances, particle table, record)."""
+"""`cryoseg simulate`: a tomogram with exact ground truth (labels, instances, particle table, report)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def simulate_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace simulation files in a non-empty folder."),
 ) -> None:
     """Simulate a cryo-ET tomogram with exact ground truth: tomogram.mrc, labels.mrc, instances.mrc,
-    particles.csv, particles.star and simulation.json."""
+    particles.csv, particles.star and report.json."""
     from ..synth import SimulationConfig, simulate
 
     kwargs: dict[str, Any] = {}

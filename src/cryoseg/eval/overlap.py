@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import InputError
 from ..io.volume import Volume
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 CHUNK_VOXELS = 1 << 21  # ~2 M voxels per chunk: a few 16 MB temporaries (~64 MB peak)
 _DENSE_BINS = 1 << 22  # the largest dense bincount table used for one chunk
@@ -45,7 +45,7 @@ def check_same_shape(pred: Any, truth: Any, pred_arr: np.ndarray, truth_arr: np.
         )
     if isinstance(pred, Volume) and isinstance(truth, Volume):
         if not np.allclose(pred.voxel_size, truth.voxel_size, rtol=0.01):
-            log.warning("prediction voxel size %s Å differs from ground truth %s Å", pred.voxel_size,
+            logger.warning("prediction voxel size %s Å differs from ground truth %s Å", pred.voxel_size,
                         truth.voxel_size)
 
 

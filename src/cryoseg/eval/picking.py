@@ -33,7 +33,7 @@ from .tables import class_label, make_table
 if TYPE_CHECKING:
     from rich.table import Table
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 _UNITS = {"voxel": "voxel", "voxels": "voxel", "px": "voxel",
           "angstrom": "angstrom", "angstroms": "angstrom", "a": "angstrom", "å": "angstrom"}
@@ -209,7 +209,7 @@ def match_picks(pred: Particles, truth: Particles, tolerance: float = _DEFAULTS.
                 counts.average_precision = _ap_from_scaled(p[in_p], pred.scores[in_p], t[in_t], tol)
             per_class[int(c)] = counts
     elif pred.classes is not None or truth.classes is not None:
-        log.info("only one of the two pick sets has classes; reporting class-agnostic scores only")
+        logger.info("only one of the two pick sets has classes; reporting class-agnostic scores only")
 
     names = {**pred.class_names, **truth.class_names}
     return PickingScores(**overall.to_dict(), per_class=per_class, class_names=names, tolerance=tol,

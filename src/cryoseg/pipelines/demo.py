@@ -11,13 +11,12 @@ import numpy as np
 
 from ..eval import PickingScores, SegmentationScores, match_picks, segmentation_scores
 from ..io.particles import Particles
-from ..io.record import StageTimer, write_record
+from ..io.report import REPORT, StageTimer, write_report
 from ..synth import Simulation, SimulationConfig, simulate
 from ..viz import save_preview
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
-RECORD = "demo.json"  # written last: a demo folder without it is incomplete
 
 
 @dataclass
@@ -57,20 +56,20 @@ def choose_prompt(sim: Simulation) -> tuple[int, np.ndarray]:
 def run_demo(outdir: str | Path, seed: int = 0, config: SimulationConfig | None = None) -> DemoResult:
     """Simulate (default config, `seed`), pick from one prompt, evaluate; write everything under `outdir`.
 
-    Layout: `simulation/` (tomogram, labels, particles, record), `pick/` (instances, mask, picks, preview,
-    report), `truth_preview.png`, `demo.json`.
+    Layout: `simulation/` (tomogram, labels, particles, report), `pick/` (instances, mask, picks, preview,
+    report), `truth_preview.png`, `report.json`.
     """
     from ..io.atomic import staged_folder
 
     outdir = Path(outdir)
-    with staged_folder(outdir, RECORD) as stage:
+    with staged_folder(outdir, REPORT) as stage:
         result = _run(stage, seed, config)
     result.files = {k: outdir / p.relative_to(stage) for k, p in result.files.items()}
     return result
 
 
 def _run(outdir: Path, seed: int, config: SimulationConfig | None) -> DemoResult:
-    """`run_demo` writing into `outdir` (a staging folder), its record last."""
+    """`run_demo` writing into `outdir` (a staging folder), its report last."""
     from .. import api
 
     timer = StageTimer()
@@ -79,7 +78,7 @@ def _run(outdir: Path, seed: int, config: SimulationConfig | None) -> DemoResult
     files = {f"simulation/{k}": p for k, p in sim.save(outdir / "simulation").items()}
     cls, prompt = choose_prompt(sim)
     name = sim.particles.class_names.get(cls, f"class {cls}")
-    log.info("prompting one %s at (z, y, x) = %s", name, tuple(int(v) for v in prompt))
+    logger.info("prompting one %s at (z, y, x) = %s", name, tuple(int(v) for v in prompt))
     with timer("pick"):
         result = api.pick(sim.tomogram, prompts=prompt[None])
     files.update({f"pick/{k}": p for k, p in result.save(outdir / "pick").items()})
@@ -90,7 +89,7 @@ def _run(outdir: Path, seed: int, config: SimulationConfig | None) -> DemoResult
     segmentation = segmentation_scores(result.mask.data.astype(bool), sim.labels.data == cls)
     files["truth_preview"] = save_preview(sim.tomogram, outdir / "truth_preview.png", point=prompt,
                                           labels=sim.labels.data, picks=truth.coords, title=f"truth: {name}")
-    files["record"] = write_record(outdir / RECORD, kind="demo", seed=seed, class_name=name, prompt=prompt,
+    files["report"] = write_report(outdir / REPORT, kind="demo", seed=seed, class_name=name, prompt=prompt,
                                    picking=picking.to_dict(), segmentation=segmentation.to_dict(),
                                    seconds=timer.seconds, files={k: str(p.relative_to(outdir)) for k, p in files.items()})
     return DemoResult(name, prompt, picking, segmentation, files, timer.seconds)

@@ -12,13 +12,12 @@ import numpy as np
 from ..errors import InputError
 from ..io.atomic import atomic_path, staged_folder
 from ..io.particles import Particles
-from ..io.record import write_record
+from ..io.report import REPORT, write_report
 from ..io.volume import Volume
 from ..segment3d.records import InstanceInfo
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
-REPORT = "report.json"  # written last: a run folder without it is incomplete
 VOLUME_FORMATS = {"mrc": ".mrc", "zarr": ".ome.zarr"}
 # (file name, write_particles format): RELION 4 (voxels), RELION 5 (centred Å), CSV, copick JSON.
 PARTICLE_FILES = (("particles.star", "star"), ("particles_relion5.star", "star5"), ("particles.csv", "csv"),
@@ -61,7 +60,7 @@ def write_outputs(outdir: str | Path, labels: Volume, particles: Particles, inst
     with staged_folder(outdir, REPORT, inputs) as stage:
         files = _write_all(stage, suffix, labels, particles, instances, report, tomogram, point, inputs,
                            extra_columns, tomo_name)
-    log.info("wrote %d files to %s", len(files), outdir)
+    logger.info("wrote %d files to %s", len(files), outdir)
     return {k: outdir / p.relative_to(stage) for k, p in files.items()}
 
 
@@ -97,7 +96,7 @@ def _write_all(outdir: Path, suffix: str, labels: Volume, particles: Particles, 
                                         picks=particles.coords, title=f"{len(particles)} instance(s)")
     report = {**report, "voxel_size": list(voxel_size),
               "files": {k: str(v.name) for k, v in files.items()}}
-    files["report"] = write_record(outdir / REPORT, **report)
+    files["report"] = write_report(outdir / REPORT, **report)
     return files
 
 

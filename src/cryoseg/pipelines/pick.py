@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import InputError
 from ..geometry import to_voxel
 from ..io.particles import Particles
-from ..io.record import StageTimer
+from ..io.report import StageTimer
 from ..io.volume import Volume
 from ..matching import MatchingConfig, MatchResult, build_volume_features, make_query, match
 from ..models.base import FeatureExtractor, PromptableSegmenter
@@ -28,7 +28,7 @@ from ..segment3d import CrossPlaneSegmenter, InstanceInfo, SelfPromptConfig, as_
 from ..segment3d.engine import EmbedderFactory
 from .result import RunResult
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def _check_prompted(infos: list[InstanceInfo]) -> None:
                              f"stands out from its surroundings (is it on background?)")
     inside = [n for n, info in enumerate(infos, 1) if info.status == "duplicate"]
     if inside:
-        log.warning("%d prompt(s) (%s) lie inside the instance of an earlier prompt; they add nothing", len(inside),
+        logger.warning("%d prompt(s) (%s) lie inside the instance of an earlier prompt; they add nothing", len(inside),
                     ", ".join(map(str, inside[:5])) + (", ..." if len(inside) > 5 else ""))
 
 
@@ -151,25 +151,25 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
     timer = StageTimer()
     engine = CrossPlaneSegmenter(volume, segmenter, config.segment, embedder=embedder, cache_dir=cache_dir)
 
-    log.info("stage 1/4: segmenting %d prompt(s) in 3D", len(prompts))
+    logger.info("stage 1/4: segmenting %d prompt(s) in 3D", len(prompts))
     with timer("segment_prompts"):
         prompted = engine.segment(prompts, negatives)
     _check_prompted(prompted)
     kept = [i for i in prompted if i.status == "ok"]
     reference = float(np.mean([i.voxels for i in kept]))
 
-    log.info("stage 2/4: per-slice features of views %s", ",".join(config.feature_views))
+    logger.info("stage 2/4: per-slice features of views %s", ",".join(config.feature_views))
     with timer("features"):
         features = build_volume_features(volume.data, extractor, cache_dir=cache_dir, views=config.feature_views,
                                          slice_step=config.slice_step)
 
-    log.info("stage 3/4: %s feature matching", config.matching.mode)
+    logger.info("stage 3/4: %s feature matching", config.matching.mode)
     with timer("matching"):
         query = make_query(features, engine.labels)
         matches = match(features, query, config.matching, negatives=negatives if len(negatives) else None)
-    log.info("%d proposal(s) (%d similarity evaluations)", len(matches.points), matches.n_evaluations)
+    logger.info("%d proposal(s) (%d similarity evaluations)", len(matches.points), matches.n_evaluations)
 
-    log.info("stage 4/4: segmenting proposals in 3D")
+    logger.info("stage 4/4: segmenting proposals in 3D")
     similarity = {i.label: 1.0 for i in kept}
     records = list(prompted)
     skipped = 0
@@ -197,7 +197,7 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
                     similarity[info.label] = float(score)
 
     if len(matches.points) > 1 and skipped == len(matches.points):
-        log.warning("all %d proposals fell inside instances already segmented: a prompt's mask has probably "
+        logger.warning("all %d proposals fell inside instances already segmented: a prompt's mask has probably "
                     "leaked into a neighbouring structure (check preview.png; negative points or another "
                     "prompt help)", skipped)
     with timer("finish"):
@@ -211,7 +211,7 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
               "n_predict": engine.segmenter.n_predict, "similarity_evaluations": matches.n_evaluations}
     seconds = dict(timer.seconds)
     seconds.update({f"segment_{k}": v for k, v in engine.timer.seconds.items()})
-    log.info("%d instance(s) of the prompted kind", len(ranked.particles))
+    logger.info("%d instance(s) of the prompted kind", len(ranked.particles))
     models = {"segmenter": engine.segmenter.name, "features": getattr(extractor, "name", "features")}
     return PickResult(ranked.instances, records, ranked.particles, ranked.iou_scores, counts, seconds, config, models,
                       similarity=ranked.similarity, is_prompt=ranked.is_prompt, matches=matches, volume=volume)

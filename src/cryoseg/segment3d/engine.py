@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..geometry import to_voxel
-from ..io.record import StageTimer
+from ..io.report import StageTimer
 from ..io.volume import Volume
 from ..models.base import PromptableSegmenter
 from ..progress import track
@@ -26,7 +26,7 @@ from .prompts import as_points
 from .propagate import Embedder, InstanceTrace, ViewPropagator
 from .records import InstanceInfo
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 EmbedderFactory = Callable[[PromptableSegmenter, np.ndarray], Embedder]
 
@@ -114,7 +114,7 @@ class CrossPlaneSegmenter:
         with self.timer("cleanup"):
             infos = [self._finish(t, n) for t, n in zip(traces, per_instance)]
         self.instances.extend(infos)
-        log.debug("segmented %d prompt(s): %d kept", len(infos), sum(i.status == "ok" for i in infos))
+        logger.debug("segmented %d prompt(s): %d kept", len(infos), sum(i.status == "ok" for i in infos))
         return infos
 
     def _finish(self, trace: InstanceTrace, negatives: np.ndarray) -> InstanceInfo:

@@ -12,7 +12,7 @@ from ..errors import InputError
 from ..io.particles import Particles
 from ..io.volume import Volume
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def as_points(points: Any, shape: tuple[int, int, int], what: str = "prompt") -> np.ndarray:
@@ -75,7 +75,7 @@ def reconcile_prompts(prompts: np.ndarray, negatives: np.ndarray) -> np.ndarray:
     _, first = np.unique(voxels, axis=0, return_index=True)
     keep = np.sort(first)
     if len(keep) < len(prompts):
-        log.warning("%d of %d prompts repeat the voxel of an earlier prompt; each voxel is used once",
+        logger.warning("%d of %d prompts repeat the voxel of an earlier prompt; each voxel is used once",
                     len(prompts) - len(keep), len(prompts))
     return prompts[keep]
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.particles import Particles
-from ..io.record import StageTimer
+from ..io.report import REPORT, StageTimer
 from ..io.volume import Volume
 from ..progress import track
 from ..resources import available_memory_bytes, format_bytes
@@ -31,7 +31,7 @@ from .tilt import detector_width, footprints, project
 logger = logging.getLogger(__name__)
 
 FILES = {"tomogram": "tomogram.mrc", "labels": "labels.mrc", "instances": "instances.mrc",
-         "particles_csv": "particles.csv", "particles_star": "particles.star", "record": "simulation.json"}
+         "particles_csv": "particles.csv", "particles_star": "particles.star", "report": REPORT}
 # independent random streams, so e.g. switching noise off leaves the scene unchanged
 _STREAMS = ("filaments", "vesicles", "particles", "rotations", "noise")
 
@@ -52,7 +52,7 @@ class Simulation:
         density: (Z, Y, X) float32 noiseless density before imaging (protein 1, water 0).
         label_names: label id -> name for every id in `labels`.
         tilt_angles: (n,) tilt angles in degrees.
-        info: what the record holds besides the config (templates, noise level, counts, timings in seconds).
+        info: what the report holds besides the config (templates, noise level, counts, timings in seconds).
     """
 
     tomogram: Volume
@@ -66,10 +66,10 @@ class Simulation:
     info: dict = field(default_factory=dict)
 
     def save(self, outdir: str | Path) -> dict[str, Path]:
-        """Write tomogram.mrc, labels.mrc, instances.mrc, particles.csv, particles.star and simulation.json.
+        """Write tomogram.mrc, labels.mrc, instances.mrc, particles.csv, particles.star and report.json.
 
         Template maps the simulation read are never overwritten. Returns the path of each file by key
-        (tomogram, labels, instances, particles_csv, particles_star, record).
+        (tomogram, labels, instances, particles_csv, particles_star, report).
         """
         from ..io.atomic import check_not_input, staged_folder
 
@@ -77,14 +77,14 @@ class Simulation:
         inputs = [t["source"] for t in self.info.get("templates", []) if not t["source"].startswith("builtin:")]
         for name in FILES.values():  # refuse before writing anything, so a refusal leaves no partial set
             check_not_input(outdir / name, inputs)
-        with staged_folder(outdir, FILES["record"], inputs) as stage:
+        with staged_folder(outdir, REPORT, inputs) as stage:
             paths = self._write(stage, inputs)
         return {k: outdir / p.name for k, p in paths.items()}
 
     def _write(self, outdir: Path, inputs: list[str]) -> dict[str, Path]:
-        """Write every file of `save` into `outdir` (a staging folder), the record last."""
+        """Write every file of `save` into `outdir` (a staging folder), the report last."""
         from ..io.coords import write_particles
-        from ..io.record import write_record
+        from ..io.report import write_report
         from ..io.volumes import write_volume
 
         paths: dict[str, Path] = {}
@@ -95,9 +95,8 @@ class Simulation:
                                                  voxel_size=vs, shape=shape, inputs=inputs)
         paths["particles_star"] = write_particles(self.particles, outdir / FILES["particles_star"], fmt="star",
                                                   voxel_size=vs, shape=shape, inputs=inputs)
-        record_path = outdir / FILES["record"]
-        paths["record"] = record_path
-        write_record(record_path, kind="simulation", seed=self.config.seed, config=asdict(self.config),
+        paths["report"] = outdir / REPORT
+        write_report(paths["report"], kind="simulation", seed=self.config.seed, config=asdict(self.config),
                      label_names=self.label_names, class_names=self.particles.class_names,
                      tilt_angles=self.tilt_angles, **self.info,
                      files={k: p.name for k, p in paths.items()})

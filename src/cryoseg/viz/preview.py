@@ -32,7 +32,7 @@ from ..io.atomic import atomic_path
 from ..io.particles import Particles
 from ..io.volume import Volume
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def _as_volume(volume: Any) -> tuple[np.ndarray, tuple[float, float, float]]:
     if isinstance(volume, Volume):
         data, vs = volume.data, np.asarray(volume.voxel_size, float)
         if not np.all(np.isfinite(vs)) or np.any(vs <= 0):
-            log.warning("voxel size %s Å is missing or invalid; drawing voxels as cubes", volume.voxel_size)
+            logger.warning("voxel size %s Å is missing or invalid; drawing voxels as cubes", volume.voxel_size)
             vs = np.ones(3)
         return data, tuple(float(v) for v in vs)
     data = np.asarray(volume)
@@ -357,7 +357,7 @@ def render_preview(volume: np.ndarray | Volume, point: Any = None, labels: np.nd
     _draw_crosshair(draw, panels, pt)
     if parts is not None and len(parts):
         n = _draw_picks(layer, panels, parts, pt, vs, radius)
-        log.debug("drew %d pick circles", n)
+        logger.debug("drew %d pick circles", n)
     _draw_text(draw, panels, pt, shape, vs, title, width, config)
     if label_planes:
         shown = np.unique(np.concatenate([np.rint(np.nan_to_num(p.astype(np.float64))).astype(np.int64).ravel()
@@ -399,5 +399,5 @@ def save_preview(volume: np.ndarray | Volume, path: str | Path, point: Any = Non
 
     with atomic_path(path, inputs=inputs) as tmp:
         Image.fromarray(rendered.image).save(tmp, format="PNG")
-    log.debug("wrote preview %s", path)
+    logger.debug("wrote preview %s", path)
     return path

@@ -1,4 +1,8 @@
-"""A JSON record of parameters, versions and timings, written next to every result."""
+"""The report written with every result: parameters, versions and timings as JSON.
+
+One name everywhere: a run folder holds `report.json` (written last: a folder without it is incomplete); a single
+output file OUT gets `OUT.report.json` beside it (`report_beside`).
+"""
 
 from __future__ import annotations
 
@@ -45,7 +49,16 @@ def versions() -> dict[str, str]:
     return out
 
 
-def write_record(path: str | Path, **content: Any) -> Path:
+REPORT = "report.json"
+
+
+def report_beside(output: str | Path) -> Path:
+    """The report of a single output file: OUT -> OUT.report.json (beside it)."""
+    output = Path(output)
+    return output.with_name(output.name + ".report.json")
+
+
+def write_report(path: str | Path, **content: Any) -> Path:
     """Write `content` plus versions and a timestamp as indented JSON, atomically."""
     record = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(), **_jsonable(content)}
     path = Path(path)
