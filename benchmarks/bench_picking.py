@@ -49,7 +49,7 @@ from cryoseg.models.base import FeatureExtractor, PromptableSegmenter, SliceEmbe
 from cryoseg.progress import set_progress_enabled
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_matching import LARGE_SET, SMALL_SET, TEMPLATES, inner_prompt, load_or_simulate, load_truth  # noqa: E402
+from bench_matching import LARGE_SET, SMALL_SET, TEMPLATES, load_or_simulate, load_truth  # noqa: E402
 
 DEEPFINDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "deepfinder_toy"
 log = logging.getLogger("bench_picking")

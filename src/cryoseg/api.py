@@ -15,10 +15,13 @@ import numpy as np
 
 from .errors import InputError
 from .io.volume import Volume
+from .io.volumes import DEFAULT_NAN_POLICY
+from .models.registry import DEFAULT_FEATURES, DEFAULT_SEGMENTER
 
 if TYPE_CHECKING:
     from .models.base import FeatureExtractor, PromptableSegmenter
-    from .pipelines.pick import PickConfig, PickResult
+    from .pipelines.config import PickConfig
+    from .pipelines.pick import PickResult
     from .pipelines.segment import SegmentResult
     from .segment3d import SelfPromptConfig
 
@@ -28,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 
 def load_tomogram(volume: VolumeLike, voxel_size: float | tuple[float, float, float] | None = None,
-                  nan_policy: str = "raise") -> Volume:
+                  nan_policy: str = DEFAULT_NAN_POLICY) -> Volume:
     """A `Volume` from a `Volume`, a (Z, Y, X) array (voxel size `voxel_size` or 1 Å) or a file path.
 
     `nan_policy` applies to files: "raise" refuses NaN/Inf, "clean" replaces them with the mean."""
@@ -91,7 +94,8 @@ def _extractor(features: str | FeatureExtractor, weights: Any, device: str | Non
     return features
 
 
-def segment(volume: VolumeLike, prompts: Any, negative: Any = None, segmenter: str | PromptableSegmenter = "classical",
+def segment(volume: VolumeLike, prompts: Any, negative: Any = None,
+            segmenter: str | PromptableSegmenter = DEFAULT_SEGMENTER,
             weights: str | Path | None = None, device: str | None = None, dtype: str | None = None,
             cache_dir: str | Path | None = None, voxel_size: float | tuple[float, float, float] | None = None,
             config: SelfPromptConfig | None = None, strict: bool = False) -> SegmentResult:
@@ -139,8 +143,9 @@ def segment(volume: VolumeLike, prompts: Any, negative: Any = None, segmenter: s
     return result
 
 
-def pick(volume: VolumeLike, prompts: Any, negative: Any = None, segmenter: str | PromptableSegmenter = "classical",
-         features: str | FeatureExtractor = "filterbank", weights: str | Path | None = None,
+def pick(volume: VolumeLike, prompts: Any, negative: Any = None,
+         segmenter: str | PromptableSegmenter = DEFAULT_SEGMENTER,
+         features: str | FeatureExtractor = DEFAULT_FEATURES, weights: str | Path | None = None,
          feature_weights: str | Path | None = None, device: str | None = None, dtype: str | None = None,
          batch_size: int | None = None, cache_dir: str | Path | None = None,
          voxel_size: float | tuple[float, float, float] | None = None,

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable
 from typing import Any
 
 
 def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """`__getattr__` and `__dir__` for `package`, serving each name of `exports` (name -> submodule, relative to
-    the package) from its submodule, imported when the name is first asked for."""
+    the package) from its submodule, imported when the name is first asked for.
+
+    An export may not share its name with a submodule of the package: once that submodule is imported, Python
+    binds the name to the module and the export is never asked for again.
+    """
+    clash = sorted(name for name in exports if importlib.util.find_spec(f"{package}.{name}") is not None)
+    if clash:
+        raise ImportError(f"{package}: exports {clash} are also submodule names")
 
     def __getattr__(name: str) -> Any:
         if name in exports:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cryoseg.errors import InputError
-from cryoseg.matching import local_maxima, nms
+from cryoseg.matching.nms import local_maxima, nms
 
 
 def test_nms_keeps_the_best_of_each_cluster_by_decreasing_score():

@@ -12,6 +12,13 @@ from typing import Any
 import typer
 
 from ..errors import InputError
+from ..io.volumes import DEFAULT_NAN_POLICY, NAN_POLICIES
+from ..matching.config import MODES, MatchingConfig
+from ..models.base import DEFAULT_FEATURE_BATCH_SIZE
+from ..models.registry import DEFAULT_FEATURES, DEFAULT_SEGMENTER
+from ..pipelines.config import PickConfig
+from ..pipelines.output import DEFAULT_VOLUME_FORMAT, VOLUME_FORMATS
+from ..segment3d.config import SelfPromptConfig
 from .common import check_output_dir, say
 from .parse import parse_numbers, parse_point, parse_voxel_size
 
@@ -20,6 +27,9 @@ PROMPTS_HELP = "Coordinate file of prompts (.star .csv .json .ndjson)."
 NEGATIVE_HELP = "A point z,y,x in voxels that belongs to no instance (repeat for several)."
 
 
+# The library's defaults, quoted in the help (the CLI forwards only what the user sets).
+_SEGMENT, _MATCHING, _PICK = SelfPromptConfig(), MatchingConfig(), PickConfig()
+
 # Options shared by `segment` and `pick` (Typer reads them as defaults; one definition each).
 TOMO = typer.Argument(..., help="Tomogram: .mrc .rec .map .st .tif .tiff .zarr .ome.zarr")
 PROMPT = typer.Option(None, "--prompt", "-p", help=PROMPT_HELP)
@@ -27,16 +37,22 @@ NEGATIVE = typer.Option(None, "--negative", "-n", help=NEGATIVE_HELP)
 PROMPTS = typer.Option(None, "--prompts", help=PROMPTS_HELP)
 NEGATIVES = typer.Option(None, "--negatives", help="Coordinate file of negative points.")
 OUTPUT = typer.Option(..., "--output", "-o", help="Output folder.")
-SEGMENTER = typer.Option(None, "--segmenter", help="2D segmenter model name (see `cryoseg models`).")
+SEGMENTER = typer.Option(None, "--segmenter", help="2D segmenter model name (see `cryoseg models`; default "
+                                                   f"{DEFAULT_SEGMENTER}).")
 WEIGHTS = typer.Option(None, "--weights", help="Segmenter weights: folder, hub id or checkpoint.")
-DEVICE = typer.Option(None, "--device", help="cpu, cuda or mps (default: automatic).")
-DTYPE = typer.Option(None, "--dtype", help="Model precision: fp32 (default), fp16 or bf16 (GPU only).")
-TAU_IOU = typer.Option(None, "--tau-iou", help="Stop propagating below this slice-to-slice IoU.")
-MAX_SLICES = typer.Option(None, "--max-slices", help="Most slices propagated per direction.")
+DEVICE = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps (default: auto).")
+DTYPE = typer.Option(None, "--dtype", help="Model precision: fp32, fp16 or bf16 (half precision on a GPU only; "
+                                           "default fp32).")
+TAU_IOU = typer.Option(None, "--tau-iou", help="Stop propagating below this slice-to-slice IoU "
+                                               f"(default {_SEGMENT.tau_iou}).")
+MAX_SLICES = typer.Option(None, "--max-slices", help="Most slices propagated per direction (default: "
+                          f"{'no limit' if _SEGMENT.max_slices is None else _SEGMENT.max_slices}).")
 VOXEL_SIZE = typer.Option(None, "--voxel-size", help="Override the header: Å, one value or z,y,x.")
-VOLUME_FORMAT = typer.Option(None, "--format", help="Volumes as 'mrc' (default) or 'zarr' (OME-Zarr).")
+VOLUME_FORMAT = typer.Option(None, "--format", help=f"Volumes as {' or '.join(map(repr, VOLUME_FORMATS))} "
+                                                    f"(OME-Zarr); default {DEFAULT_VOLUME_FORMAT!r}.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Write into a non-empty output folder.")
-NAN_POLICY = typer.Option(None, "--nan-policy", help="NaN/Inf in the tomogram: 'raise' or 'clean'.")
+NAN_POLICY = typer.Option(None, "--nan-policy", help=f"NaN/Inf in the tomogram: {' or '.join(map(repr, NAN_POLICIES))} "
+                                                     f"(default {DEFAULT_NAN_POLICY!r}).")
 
 
 def _points(inline: list[str] | None, path: Path | None, volume: Any, option: str, what: str) -> Any:
@@ -125,19 +141,24 @@ def pick(
     negatives: Path | None = NEGATIVES,
     output: Path = OUTPUT,
     segmenter: str | None = SEGMENTER,
-    features: str | None = typer.Option(None, "--features", help="Feature extractor model name."),
+    features: str | None = typer.Option(None, "--features", help=f"Feature extractor model name (default "
+                                        f"{DEFAULT_FEATURES})."),
     weights: str | None = WEIGHTS,
     feature_weights: str | None = typer.Option(None, "--feature-weights", help="Feature extractor weights."),
     device: str | None = DEVICE,
     dtype: str | None = DTYPE,
     tau_iou: float | None = TAU_IOU,
     max_slices: int | None = MAX_SLICES,
-    tau_sim: float | None = typer.Option(None, "--tau-sim", help="Similarity a region needs to be searched finer."),
-    top_k: int | None = typer.Option(None, "--top-k", help="Most proposals kept from matching."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Slices per feature-extractor call."),
-    mode: str | None = typer.Option(None, "--mode", help="Matching: 'hierarchical' (default) or 'naive'."),
+    tau_sim: float | None = typer.Option(None, "--tau-sim", help="Similarity a region needs to be searched finer "
+                                         f"(default {_MATCHING.tau_sim})."),
+    top_k: int | None = typer.Option(None, "--top-k", help=f"Most proposals kept (default {_MATCHING.top_k})."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Slices per feature-extractor call (default "
+                                          f"{DEFAULT_FEATURE_BATCH_SIZE})."),
+    mode: str | None = typer.Option(None, "--mode", help=f"Matching: {' or '.join(map(repr, MODES))} "
+                                                         f"(default {_MATCHING.mode!r})."),
     size_ratio: str | None = typer.Option(
-        None, "--size-ratio", help="low,high: keep instances whose volume over the prompted ones' is in range."),
+        None, "--size-ratio", help="low,high: keep instances whose volume over the prompted ones' is in range "
+                                   f"(default {','.join(f'{v:g}' for v in _PICK.size_ratio)})."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Embedding and feature cache folder."),
     voxel_size: str | None = VOXEL_SIZE,
     volume_format: str | None = VOLUME_FORMAT,
@@ -146,8 +167,6 @@ def pick(
 ) -> None:
     """Find, segment and pick every instance of the kind the prompts point at (CryoSAM)."""
     from .. import api
-    from ..matching import MatchingConfig
-    from ..pipelines.pick import PickConfig
 
     _check_output(output, volume_format, overwrite, tomo, prompts, negatives)
     matching = _set({"tau_sim": tau_sim, "top_k": top_k, "mode": mode})

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import OverwriteInputError
 
+
 def same_file(a: str | Path, b: str | Path) -> bool:
     """Whether two paths name one file: the same resolved path, or one inode (a hard link)."""
     try:

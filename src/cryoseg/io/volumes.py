@@ -27,6 +27,10 @@ from .volume import Volume
 
 logger = logging.getLogger(__name__)
 
+# NaN/Inf in a volume: "raise" refuses them, "clean" replaces them with the mean of the finite values
+NAN_POLICIES = ("raise", "clean")
+DEFAULT_NAN_POLICY = "raise"
+
 VoxelSizeLike = float | tuple[float, float, float]
 
 # extension -> format; ".zarr" (and ".ome.zarr") folders are OME-Zarr
@@ -95,7 +99,7 @@ def _handle_nonfinite(data: np.ndarray, path: Path, nan_policy: str) -> np.ndarr
 def read_volume(
     path: str | Path,
     voxel_size: VoxelSizeLike | None = None,
-    nan_policy: str = "raise",
+    nan_policy: str = DEFAULT_NAN_POLICY,
     permissive: bool = False,
     mmap: bool = True,
 ) -> Volume:
@@ -112,7 +116,7 @@ def read_volume(
         a `Volume` with data of shape (Z, Y, X). A voxel size the file does not give is stored as 0, so
         `Volume.require_voxel_size()` fails until one is set.
     """
-    if nan_policy not in ("raise", "clean"):
+    if nan_policy not in NAN_POLICIES:
         raise InputError(f"nan_policy must be 'raise' or 'clean', got {nan_policy!r}")
     volume = read_volume_geometry(path, voxel_size=voxel_size, permissive=permissive, mmap=mmap)
     volume.data = _handle_nonfinite(volume.data, volume.source, nan_policy)

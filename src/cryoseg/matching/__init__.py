@@ -3,30 +3,14 @@
 Modules, bottom up: `features` (per-voxel features from the z, y, x views), `config` (the search's settings),
 `cells` (the pyramid's cell grids), `query` (the query and negative exemplars), `nms` (peaks and non-maximum
 suppression), `refine` (sub-cell refinement of picks) and `search` (`match`, the coarse-to-fine search).
+Exports load on first use (the CLI reads the config's defaults without loading scipy).
 """
 
-from ..geometry import VIEWS as VIEW_NAMES  # the views' names, defined once in cryoseg.geometry
-from .cells import cell_centers
-from .config import MODES, MatchingConfig
-from .features import ViewStack, VolumeFeatures, build_volume_features
-from .nms import local_maxima, nms
-from .query import Query, make_query, negative_vectors
-from .search import LevelStats, MatchResult, match
+from ..lazy import lazy_exports
 
-__all__ = [
-    "MODES",
-    "VIEW_NAMES",
-    "LevelStats",
-    "MatchResult",
-    "MatchingConfig",
-    "Query",
-    "ViewStack",
-    "VolumeFeatures",
-    "build_volume_features",
-    "cell_centers",
-    "local_maxima",
-    "make_query",
-    "match",
-    "negative_vectors",
-    "nms",
-]
+_EXPORTS = {"cell_centers": "cells", "MODES": "config", "MatchingConfig": "config", "ViewStack": "features",
+            "VolumeFeatures": "features", "build_volume_features": "features", "local_maxima": "nms",
+            "Query": "query", "make_query": "query", "negative_vectors": "query", "LevelStats": "search",
+            "MatchResult": "search", "match": "search"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -21,8 +21,17 @@ import numpy as np
 from ..errors import InputError
 from .base import CheckedPrompts, MaskPrediction, PromptableSegmenter, SliceEmbedding, check_prompts
 from .hf_backend import HFBackend
-from .preprocess import DEFAULT_PERCENTILES, IMAGENET_MEAN, IMAGENET_STD, Geometry
-from .preprocess import logits_to_image, longest_side_geometry, stretch_geometry, to_model_input, to_sam_input
+from .preprocess import (
+    DEFAULT_PERCENTILES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Geometry,
+    logits_to_image,
+    longest_side_geometry,
+    stretch_geometry,
+    to_model_input,
+    to_sam_input,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

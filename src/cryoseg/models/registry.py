@@ -16,6 +16,10 @@ from ..errors import MissingDependencyError, UnknownModelError, WeightsNotFoundE
 from .spec import FEATURES, SEGMENTER, ModelSpec
 from .weights import locate_weights, places_looked
 
+# the offline defaults: weight-free, so every command does real work on a fresh machine
+DEFAULT_SEGMENTER = "classical"
+DEFAULT_FEATURES = "filterbank"
+
 # What the transformers backends import, beyond the base install, and how a user gets it.
 HF_BACKEND_PACKAGES = ("torch", "transformers", "safetensors", "huggingface_hub")
 MODELS_EXTRA_HINT = ("install the torch build for your machine (CPU: pip install torch==2.13.0), "

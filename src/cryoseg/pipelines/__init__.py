@@ -6,7 +6,7 @@ Submodules are imported on use, so `import cryoseg.pipelines` stays light.
 
 from ..lazy import lazy_exports
 
-_EXPORTS = {"PickConfig": "pick", "PickResult": "pick", "pick_instances": "pick", "RunResult": "result",
+_EXPORTS = {"PickConfig": "config", "PickResult": "pick", "pick_instances": "pick", "RunResult": "result",
             "SegmentResult": "segment", "segment_instances": "segment"}
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

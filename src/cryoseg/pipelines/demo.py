@@ -91,5 +91,6 @@ def _run(outdir: Path, seed: int, config: SimulationConfig | None) -> DemoResult
                                           labels=sim.labels.data, picks=truth.coords, title=f"truth: {name}")
     files["report"] = write_report(outdir / REPORT, kind="demo", seed=seed, class_name=name, prompt=prompt,
                                    picking=picking.to_dict(), segmentation=segmentation.to_dict(),
-                                   seconds=timer.seconds, files={k: str(p.relative_to(outdir)) for k, p in files.items()})
+                                   seconds=timer.seconds,
+                                   files={k: str(p.relative_to(outdir)) for k, p in files.items()})
     return DemoResult(name, prompt, picking, segmentation, files, timer.seconds)

@@ -19,6 +19,7 @@ from ..segment3d.records import InstanceInfo
 logger = logging.getLogger(__name__)
 
 VOLUME_FORMATS = {"mrc": ".mrc", "zarr": ".ome.zarr"}
+DEFAULT_VOLUME_FORMAT = "mrc"
 # (file name, write_particles format): RELION 4 (voxels), RELION 5 (centred Å), CSV, copick JSON.
 PARTICLE_FILES = (("particles.star", "star"), ("particles_relion5.star", "star5"), ("particles.csv", "csv"),
                   ("particles_copick.json", "copick"))
@@ -33,7 +34,7 @@ def check_volume_format(volume_format: str) -> str:
 
 def write_outputs(outdir: str | Path, labels: Volume, particles: Particles, instances: Sequence[InstanceInfo],
                   report: dict[str, Any], tomogram: Volume | None = None, point: np.ndarray | None = None,
-                  volume_format: str = "mrc", inputs: Sequence[str | Path] = (),
+                  volume_format: str = DEFAULT_VOLUME_FORMAT, inputs: Sequence[str | Path] = (),
                   extra_columns: dict[str, np.ndarray] | None = None,
                   tomo_name: str | None = None) -> dict[str, Path]:
     """Write every output of a run into `outdir` and return {name: path}.

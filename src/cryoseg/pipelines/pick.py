@@ -10,7 +10,7 @@ far from the prompted ones; (5) instance labels, semantic mask and centroid pick
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,50 +21,15 @@ from ..geometry import to_voxel
 from ..io.particles import Particles
 from ..io.report import StageTimer
 from ..io.volume import Volume
-from ..matching import MatchingConfig, MatchResult, build_volume_features, make_query, match
+from ..matching import MatchResult, build_volume_features, make_query, match
 from ..models.base import FeatureExtractor, PromptableSegmenter
 from ..progress import track
-from ..segment3d import CrossPlaneSegmenter, InstanceInfo, SelfPromptConfig, as_points
+from ..segment3d import CrossPlaneSegmenter, InstanceInfo, as_points
 from ..segment3d.engine import EmbedderFactory
+from .config import PickConfig
 from .result import RunResult
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PickConfig:
-    """Settings of the whole-tomogram pick; every default lives here (or in the nested configs).
-
-    Attributes:
-        segment: 3D segmentation of prompts and proposals.
-        matching: the feature search (tau_sim, top_k, levels, mode, ...).
-        size_ratio: keep a proposal's instance only if its voxel count over the mean of the prompted
-            instances lies in [low, high].
-        proposal_batch: proposals segmented together (decoded in shared batched calls); a proposal is skipped
-            when an instance of an earlier batch already holds it, and marked "duplicate" when one of its own
-            batch does. Proposals are not negatives of each other (unlike the user's prompts), so the batch
-            size changes the cost, not the result: two proposals on one elongated particle must not split it
-            (on four simulated 128^3 tomograms, one prompt per class, mutual negatives never raised F1 and
-            cut the dumbbell F1 from 0.36 to 0.25 on one by splitting dumbbells).
-        feature_views: views whose per-slice features are concatenated for matching.
-        slice_step: embed every n-th slice for the features (None: the extractor's stride).
-        class_name: object name written to the coordinate files (copick object, STAR class 1).
-    """
-
-    segment: SelfPromptConfig = field(default_factory=SelfPromptConfig)
-    matching: MatchingConfig = field(default_factory=MatchingConfig)
-    size_ratio: tuple[float, float] = (0.33, 3.0)
-    proposal_batch: int = 64
-    feature_views: tuple[str, ...] = ("z", "y", "x")
-    slice_step: int | None = None
-    class_name: str = "particle"
-
-    def __post_init__(self) -> None:
-        lo, hi = self.size_ratio
-        if not 0 <= lo <= 1 <= hi:
-            raise InputError(f"size_ratio must be (low, high) with 0 <= low <= 1 <= high, got {self.size_ratio}")
-        if self.proposal_batch < 1:
-            raise InputError(f"proposal_batch must be at least 1, got {self.proposal_batch}")
 
 
 @dataclass

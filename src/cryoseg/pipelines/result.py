@@ -11,6 +11,7 @@ import numpy as np
 from ..io.particles import Particles
 from ..io.volume import Volume
 from ..segment3d.records import InstanceInfo
+from .output import DEFAULT_VOLUME_FORMAT
 
 
 @dataclass
@@ -75,7 +76,7 @@ class RunResult:
         first = next((r.prompt for r in self.records if r.status == "ok"), None)
         return first if first is not None else (self.records[0].prompt if self.records else None)
 
-    def save(self, outdir: str | Path, volume_format: str = "mrc", inputs: tuple[str | Path, ...] = (),
+    def save(self, outdir: str | Path, volume_format: str = DEFAULT_VOLUME_FORMAT, inputs: tuple[str | Path, ...] = (),
              parameters: dict[str, Any] | None = None) -> dict[str, Path]:
         """Write instances and mask (MRC or OME-Zarr), picks (RELION 4 and 5 STAR, CSV, copick JSON), tables, a
         preview PNG and report.json into `outdir` (report.json last: a folder without it is incomplete).
@@ -89,7 +90,7 @@ class RunResult:
         Returns:
             {name: path} of every file written.
         """
-        from .output import write_outputs
+        from .output import write_outputs  # noqa: PLC0415 (kept beside its one use)
 
         return write_outputs(outdir, labels=self.instances, particles=self.particles, instances=self.records,
                              report=self.report(parameters), tomogram=self.volume, point=self.preview_point(),

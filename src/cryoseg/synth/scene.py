@@ -10,8 +10,15 @@ import numpy as np
 
 from ..errors import InputError
 from .config import REFERENCE_COUNTS, REFERENCE_SHAPE, SimulationConfig
-from .membranes import (BilayerProfile, Filament, Vesicle, draw_filament, draw_vesicle, filament_segment,
-                        vesicle_radius_range)
+from .membranes import (
+    BilayerProfile,
+    Filament,
+    Vesicle,
+    draw_filament,
+    draw_vesicle,
+    filament_segment,
+    vesicle_radius_range,
+)
 from .placement import MAX_PACKING_FRACTION, Packer, segment_distance, sphere_volume
 from .rotation import random_rotations
 from .templates import Template
