@@ -9,9 +9,9 @@ import pytest
 import zarr
 
 from cryoseg.embed import ViewFeatureStack, extract_view_features
-from cryoseg.geometry import view_slice
 from cryoseg.embed.store import store_path, volume_hash
 from cryoseg.errors import InputError
+from cryoseg.geometry import view_slice
 from cryoseg.io.volume import Volume
 from cryoseg.models.base import FeatureExtractor, FeatureMap
 from cryoseg.models.filterbank import FilterBankConfig, FilterBankExtractor

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from cryoseg.errors import InputError
-from cryoseg.eval import segmentation_scores
-from cryoseg.eval import overlap
+from cryoseg.eval import overlap, segmentation_scores
 from cryoseg.io import Volume
 
 # 1 x 2 x 5 volume. Class 1: truth 4 voxels, pred 3, overlap 2 -> IoU 2/5, Dice 4/7.

@@ -3,7 +3,6 @@ and nothing written (no PNG, report, coordinate file or record)."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import tifffile
