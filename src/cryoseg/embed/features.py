@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..geometry import check_views, resolve_indices, view_length, view_slice
+from ..geometry import VIEWS, check_views, resolve_indices, view_length, view_slice
 from ..io.volume import Volume, as_volume_array
 from ..models.base import DEFAULT_FEATURE_BATCH_SIZE, FeatureExtractor, FeatureMap
 from ..progress import track
@@ -63,7 +63,7 @@ ViewFeatures = ViewFeatureStack
 def extract_view_features(
     volume: np.ndarray | Volume,
     extractor: FeatureExtractor,
-    views: Sequence[str] = ("z", "y", "x"),
+    views: Sequence[str] = VIEWS,
     cache_dir: str | Path | None = None,
     slices: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
     batch_size: int = DEFAULT_FEATURE_BATCH_SIZE,
@@ -96,7 +96,7 @@ def extract_view_features(
         data_hash = volume_hash(vol)
         path = store_path(cache_dir, "features", extractor.name, data_hash)
         signature = make_signature("features", vol, data_hash, extractor.signature())
-        store = SliceStore.open(path, signature, {v: view_length(vol.shape, v) for v in ("z", "y", "x")})
+        store = SliceStore.open(path, signature, {v: view_length(vol.shape, v) for v in VIEWS})
     return {v: _extract_view(vol, extractor, v, wanted[v], store, int(batch_size)) for v in views}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import InputError
+from ..geometry import VIEWS
 from ..matching.config import MatchingConfig
 from ..segment3d.config import SelfPromptConfig
 
@@ -34,7 +35,7 @@ class PickConfig:
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     size_ratio: tuple[float, float] = (0.33, 3.0)
     proposal_batch: int = 64
-    feature_views: tuple[str, ...] = ("z", "y", "x")
+    feature_views: tuple[str, ...] = VIEWS
     slice_step: int | None = None
     class_name: str = "particle"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import InputError
-from ..geometry import check_views
+from ..geometry import VIEWS, check_views
 
 POINT_STRATEGIES = ("distance", "centroid", "confidence")
 
@@ -41,7 +41,7 @@ class SelfPromptConfig:
     """
 
     tau_iou: float = 0.5
-    views: tuple[str, ...] = ("z", "y", "x")
+    views: tuple[str, ...] = VIEWS
     min_area: int = 4
     max_area_fraction: float = 0.5
     max_slices: int | None = None

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..geometry import outside_volume, to_voxel
 from ..io.particles import Particles
 from ..io.volume import Volume
 
@@ -42,8 +43,7 @@ def as_points(points: Any, shape: tuple[int, int, int], what: str = "prompt") ->
         raise InputError(f"{what}s must have shape (N, 3) in z, y, x voxels; got {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise InputError(f"{what}s contain NaN or Inf")
-    upper = np.asarray(shape, dtype=np.float64) - 0.5
-    outside = np.any((arr < -0.5) | (arr >= upper), axis=1)
+    outside = outside_volume(arr, shape)
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
         z, y, x = arr[i]
@@ -76,13 +76,8 @@ def reconcile_prompts(prompts: np.ndarray, negatives: np.ndarray) -> np.ndarray:
     keep = np.sort(first)
     if len(keep) < len(prompts):
         logger.warning("%d of %d prompts repeat the voxel of an earlier prompt; each voxel is used once",
-                    len(prompts) - len(keep), len(prompts))
+                       len(prompts) - len(keep), len(prompts))
     return prompts[keep]
-
-
-def to_voxel(points: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """Round (N, 3) z, y, x points to the voxel holding them, (N, 3) int64, clipped into `shape`."""
-    return np.clip(np.round(points).astype(np.int64), 0, np.asarray(shape) - 1)
 
 
 def load_prompts(source: Any, volume: Volume, what: str = "prompt") -> np.ndarray:

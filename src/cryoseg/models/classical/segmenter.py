@@ -117,8 +117,8 @@ def _pixel_prompts(checked: CheckedPrompts, shape: tuple[int, int]) -> list[Pixe
     """One `PixelPrompt` per checked prompt: points rounded to their pixel, boxes to the pixels they cover."""
     H, W = shape
     used = checked.labels >= 0
-    # Padding points may hold anything (NaN included); only real points are rounded. A point on the slice's
-    # outer half-pixel edge (y = H - 0.5) rounds to H: it belongs to the last row.
+    # Padding points may hold anything (NaN included); only real points are rounded (clipping only matters for
+    # padding: real points passed check_prompts' inside rule).
     pts = np.where(used[..., None], checked.points, 0.0)
     ipts = np.clip(np.rint(pts), 0, [H - 1, W - 1]).astype(np.int64)
     prompts = []
