@@ -95,7 +95,8 @@ def test_instance_volumes(tmp_path, label_volumes):
     data = json.loads(report.read_text())
     assert data["kind"] == "instances"
     assert data["scores"]["tp"] == 2 and data["scores"]["f1"] == 1.0  # IoU 0.5 and 1.0, threshold inclusive
-    assert main(["evaluate", str(pred), str(truth), "--instances", "--iou-threshold", "0.6", "-o", str(report), "--overwrite"]) == 0
+    assert main(["evaluate", str(pred), str(truth), "--instances", "--iou-threshold", "0.6", "-o", str(report),
+                 "--overwrite"]) == 0
     assert json.loads(report.read_text())["scores"]["tp"] == 1
 
 
@@ -107,37 +108,28 @@ def test_without_output_only_prints(tmp_path, label_volumes, capsys):
     assert sorted(tmp_path.iterdir()) == before
 
 
-def _fails(argv, capsys, message, tmp_path, before):
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("cryoseg: error:") and message in err and len(err.strip().splitlines()) == 1
-    assert sorted(tmp_path.iterdir()) == before
-
-
-def test_bad_inputs_write_nothing(tmp_path, picks, label_volumes, capsys):
+def test_bad_inputs_write_nothing(tmp_path, picks, label_volumes, cli_refuses):
     truth_csv, _ = picks
     truth_mrc, pred_mrc = label_volumes
     other = write_volume(Volume(np.zeros((12, 20, 25), np.int16)), tmp_path / "other.mrc")
-    before = sorted(tmp_path.iterdir())
     report = str(tmp_path / "r.json")
-    _fails(["evaluate", str(other), str(truth_mrc), "-o", report], capsys, "has shape (12, 20, 25) but", tmp_path,
-           before)
-    _fails(["evaluate", str(truth_csv), str(truth_mrc), "-o", report], capsys,
-           "one is a coordinate file, the other a volume", tmp_path, before)
-    _fails(["evaluate", str(truth_csv), str(tmp_path / "x.png"), "-o", report], capsys,
-           "neither a coordinate file", tmp_path, before)
-    _fails(["evaluate", str(truth_csv), str(truth_csv), "--unit", "angstrom", "-o", report], capsys,
-           "needs the voxel size", tmp_path, before)
-    _fails(["evaluate", str(truth_csv), str(truth_csv), "--unit", "parsec", "-o", report], capsys,
-           "tolerance unit must be", tmp_path, before)
-    _fails(["evaluate", str(pred_mrc), str(truth_mrc), "--tolerance", "3", "-o", report], capsys,
-           "apply to coordinate files, not to volumes", tmp_path, before)
-    _fails(["evaluate", str(truth_csv), str(truth_csv), "--instances", "-o", report], capsys,
-           "apply to label volumes", tmp_path, before)
-    _fails(["evaluate", str(tmp_path / "missing.csv"), str(truth_csv), "-o", report], capsys,
-           "missing.csv", tmp_path, before)
-    _fails(["evaluate", str(pred_mrc), str(truth_mrc), "--instances", "--iou-threshold", "0", "-o", report], capsys,
-           "IoU threshold must be in (0, 1]", tmp_path, before)
+    cli_refuses(["evaluate", str(other), str(truth_mrc), "-o", report], "has shape (12, 20, 25) but", tmp_path)
+    cli_refuses(["evaluate", str(truth_csv), str(truth_mrc), "-o", report],
+                "one is a coordinate file, the other a volume", tmp_path)
+    cli_refuses(["evaluate", str(truth_csv), str(tmp_path / "x.png"), "-o", report],
+                "neither a coordinate file", tmp_path)
+    cli_refuses(["evaluate", str(truth_csv), str(truth_csv), "--unit", "angstrom", "-o", report],
+                "needs the voxel size", tmp_path)
+    cli_refuses(["evaluate", str(truth_csv), str(truth_csv), "--unit", "parsec", "-o", report],
+                "tolerance unit must be", tmp_path)
+    cli_refuses(["evaluate", str(pred_mrc), str(truth_mrc), "--tolerance", "3", "-o", report],
+                "apply to coordinate files, not to volumes", tmp_path)
+    cli_refuses(["evaluate", str(truth_csv), str(truth_csv), "--instances", "-o", report],
+                "apply to label volumes", tmp_path)
+    cli_refuses(["evaluate", str(tmp_path / "missing.csv"), str(truth_csv), "-o", report],
+                "missing.csv", tmp_path)
+    cli_refuses(["evaluate", str(pred_mrc), str(truth_mrc), "--instances", "--iou-threshold", "0", "-o", report],
+                "IoU threshold must be in (0, 1]", tmp_path)
 
 
 def test_refuses_to_overwrite_an_input(tmp_path, picks, capsys):

@@ -50,16 +50,7 @@ def test_pick_command(tmp_path, saved, capsys):
     assert list(tmp_path.joinpath("c").iterdir())  # embeddings and features were cached
 
 
-def _fails(args, out, capsys, message):
-    code = main(args)
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.startswith("cryoseg: error: ") and err.count("\n") == 1, err
-    assert message in err
-    assert not out.exists()
-
-
-def test_pick_bad_input_is_one_line_and_writes_nothing(tmp_path, saved, capsys):
+def test_pick_bad_input_is_one_line_and_writes_nothing(tmp_path, saved, capsys, cli_refuses):
     from cryoseg.io.coords import write_particles
 
     sim, files = saved
@@ -67,24 +58,26 @@ def test_pick_bad_input_is_one_line_and_writes_nothing(tmp_path, saved, capsys):
     out = tmp_path / "out"
     good = f"{z:.1f},{y:.1f},{x:.1f}"
     base = ["-q", "pick", str(files["tomogram"]), "-o", str(out)]
-    _fails(base + ["--prompt", "10,10,99"], out, capsys, "lies outside the volume of shape (48, 64, 64)")
-    _fails(base + ["--prompt", "44,3,3"], out, capsys, "gave an empty mask")
-    _fails(base + ["--prompt", good, "--features", "no-such-features"], out, capsys, "unknown model 'no-such-features'")
-    _fails(base + ["--prompt", good, "--tau-sim", "3"], out, capsys, "tau_sim")
-    _fails(base + ["--prompt", good, "--size-ratio", "2"], out, capsys, "--size-ratio must be two comma-separated numbers low,high")
+    cli_refuses(base + ["--prompt", "10,10,99"], "lies outside the volume of shape (48, 64, 64)", tmp_path)
+    cli_refuses(base + ["--prompt", "44,3,3"], "gave an empty mask", tmp_path)
+    cli_refuses(base + ["--prompt", good, "--features", "no-such-features"],
+                "unknown model 'no-such-features'", tmp_path)
+    cli_refuses(base + ["--prompt", good, "--tau-sim", "3"], "tau_sim", tmp_path)
+    cli_refuses(base + ["--prompt", good, "--size-ratio", "2"],
+                "--size-ratio must be two comma-separated numbers low,high", tmp_path)
     wrong_spacing = write_particles(Particles([(z, y, x)]), tmp_path / "p.json", fmt="copick", voxel_size=5.0)
-    _fails(base + ["--prompts", str(wrong_spacing)], out, capsys, "voxel spacing of 5 Å but the tomogram")
+    cli_refuses(base + ["--prompts", str(wrong_spacing)], "voxel spacing of 5 Å but the tomogram", tmp_path)
 
 
-def test_pick_missing_weights_is_one_line_and_writes_nothing(tmp_path, saved, capsys, monkeypatch):
+def test_pick_missing_weights_is_one_line_and_writes_nothing(tmp_path, saved, capsys, monkeypatch, cli_refuses):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     sim, files = saved
     z, y, x = sim.particles.coords[0]
     out = tmp_path / "out"
     base = ["-q", "pick", str(files["tomogram"]), "--prompt", f"{z:.1f},{y:.1f},{x:.1f}", "-o", str(out)]
-    _fails(base + ["--features", "dinov2-vitl14-reg"], out, capsys, "weights not found")
-    _fails(base + ["--segmenter", "sam-vit-b"], out, capsys, "weights not found")
+    cli_refuses(base + ["--features", "dinov2-vitl14-reg"], "weights not found", tmp_path)
+    cli_refuses(base + ["--segmenter", "sam-vit-b"], "weights not found", tmp_path)
 
 
 def test_pick_refuses_a_non_empty_output_folder(tmp_path, capsys):

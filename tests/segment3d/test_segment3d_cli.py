@@ -70,40 +70,32 @@ def test_segment_reads_prompts_and_negatives_from_files_and_writes_zarr(tmp_path
     assert labels.data[20, 18, 14] == 1 and labels.data[20, 22, 34] == 0
 
 
-def _fails(args, out, capsys, message):
-    code = main(args)
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.startswith("cryoseg: error: ") and err.count("\n") == 1, err
-    assert message in err
-    assert not out.exists()
-
-
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tomo, capsys):
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tomo, capsys, cli_refuses):
     from cryoseg.io.coords import write_particles
 
     path, _ = tomo
     out = tmp_path / "out"
     base = ["-q", "segment", str(path), "-o", str(out)]
-    _fails(base + ["--prompt", "20,18,60"], out, capsys,
-           "prompt 1 at (z, y, x) = (20, 18, 60) voxels lies outside the volume of shape (40, 40, 48)")
-    _fails(base + ["--prompt", "35,4,4"], out, capsys, "gave an empty mask")
-    _fails(base + ["--prompt", "20,18"], out, capsys, "--prompt must be three comma-separated numbers z,y,x in voxels")
-    _fails(base + ["--prompt", "20,18,14", "--negative", "99,0,0"], out, capsys, "negative point 1")
-    _fails(base, out, capsys, "give at least one prompt")
+    cli_refuses(base + ["--prompt", "20,18,60"],
+                "prompt 1 at (z, y, x) = (20, 18, 60) voxels lies outside the volume of shape (40, 40, 48)", tmp_path)
+    cli_refuses(base + ["--prompt", "35,4,4"], "gave an empty mask", tmp_path)
+    cli_refuses(base + ["--prompt", "20,18"],
+                "--prompt must be three comma-separated numbers z,y,x in voxels", tmp_path)
+    cli_refuses(base + ["--prompt", "20,18,14", "--negative", "99,0,0"], "negative point 1", tmp_path)
+    cli_refuses(base, "give at least one prompt", tmp_path)
     picked_at_4 = write_particles(Particles([(20, 18, 14)]), tmp_path / "p.json", fmt="copick", voxel_size=4.0)
-    _fails(base + ["--prompts", str(picked_at_4)], out, capsys, "voxel spacing of 4 Å but the tomogram")
-    _fails(base + ["--prompt", "20,18,14", "--segmenter", "no-such-model"], out, capsys,
-           "unknown model 'no-such-model'")
-    _fails(base + ["--prompt", "20,18,14", "--format", "tiff"], out, capsys, "unknown volume format 'tiff'")
-    _fails(["-q", "segment", str(tmp_path / "missing.mrc"), "--prompt", "1,1,1", "-o", str(out)], out, capsys,
-           "missing.mrc")
+    cli_refuses(base + ["--prompts", str(picked_at_4)], "voxel spacing of 4 Å but the tomogram", tmp_path)
+    cli_refuses(base + ["--prompt", "20,18,14", "--segmenter", "no-such-model"],
+                "unknown model 'no-such-model'", tmp_path)
+    cli_refuses(base + ["--prompt", "20,18,14", "--format", "tiff"], "unknown volume format 'tiff'", tmp_path)
+    cli_refuses(["-q", "segment", str(tmp_path / "missing.mrc"), "--prompt", "1,1,1", "-o", str(out)],
+                "missing.mrc", tmp_path)
 
 
-def test_missing_weights_is_one_line(tmp_path, tomo, capsys, monkeypatch):
+def test_missing_weights_is_one_line(tmp_path, tomo, capsys, monkeypatch, cli_refuses):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     path, _ = tomo
     out = tmp_path / "out"
-    _fails(["-q", "segment", str(path), "--prompt", "20,18,14", "-o", str(out), "--segmenter", "sam-vit-b"], out,
-           capsys, "weights not found")
+    cli_refuses(["-q", "segment", str(path), "--prompt", "20,18,14", "-o", str(out), "--segmenter", "sam-vit-b"],
+                "weights not found", tmp_path)

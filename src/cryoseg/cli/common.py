@@ -11,6 +11,7 @@ import typer
 
 from ..errors import InputError, OverwriteInputError
 from ..io.atomic import check_not_input
+from ..io.volumes import DEFAULT_NAN_POLICY, NAN_POLICIES
 
 
 def say(message: str) -> None:
@@ -23,6 +24,8 @@ def say(message: str) -> None:
 
 
 OVERWRITE_HELP = "Replace existing output files."
+NAN_POLICY_HELP = (f"NaN/Inf values in the volume: {' or '.join(map(repr, NAN_POLICIES))} "
+                   f"(default {DEFAULT_NAN_POLICY!r}).")
 
 
 def check_writable(path: Path) -> None:

@@ -7,13 +7,14 @@ from typing import Any
 
 import typer
 
+from .common import NAN_POLICY_HELP
 from .parse import parse_voxel_size
 
 
 def info(
     file: Path = typer.Argument(..., help="Volume: .mrc .rec .map .st .tif .tiff .zarr .ome.zarr"),
     voxel_size: str | None = typer.Option(None, "--voxel-size", help="Override the header: Å, one value or z,y,x."),
-    nan_policy: str | None = typer.Option(None, "--nan-policy", help="'raise' (default) or 'clean' NaN/Inf values."),
+    nan_policy: str | None = typer.Option(None, "--nan-policy", help=NAN_POLICY_HELP),
     permissive: bool | None = typer.Option(None, "--permissive", help="Read MRC files with a malformed header."),
 ) -> None:
     """Print shape, dtype, voxel size (Å, z y x), origin and value statistics of a volume."""

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import InputError, UnsupportedFormatError
 from ..viz import PreviewConfig
-from .common import OVERWRITE_HELP, check_output_files, say
+from .common import NAN_POLICY_HELP, OVERWRITE_HELP, check_output_files, say
 from .parse import parse_point, parse_voxel_size
 
 PREVIEW = PreviewConfig()  # the library's defaults, quoted in the help
@@ -25,8 +25,7 @@ def preview(
                                                               "(same shape)."),
     picks: Path | None = typer.Option(None, "--picks", help="Coordinates to mark (.star .csv .json .ndjson)."),
     voxel_size: str | None = typer.Option(None, "--voxel-size", help="Override the header: Å, one value or z,y,x."),
-    nan_policy: str | None = typer.Option(None, "--nan-policy", help="'raise' (default) or 'clean' NaN/Inf values "
-                                                                     "of the volume."),
+    nan_policy: str | None = typer.Option(None, "--nan-policy", help=NAN_POLICY_HELP),
     pick_radius: float | None = typer.Option(None, "--pick-radius", help=f"Circle radius in voxels (default "
                                                                          f"{PREVIEW.pick_radius:g})."),
     title: str | None = typer.Option(None, "--title", help="Text above the panels (default the file name)."),

@@ -12,14 +12,13 @@ from typing import Any
 import typer
 
 from ..errors import InputError
-from ..io.volumes import DEFAULT_NAN_POLICY, NAN_POLICIES
 from ..matching.config import MODES, MatchingConfig
 from ..models.base import DEFAULT_FEATURE_BATCH_SIZE
 from ..models.registry import DEFAULT_FEATURES, DEFAULT_SEGMENTER
 from ..pipelines.config import PickConfig
 from ..pipelines.output import DEFAULT_VOLUME_FORMAT, VOLUME_FORMATS
 from ..segment3d.config import SelfPromptConfig
-from .common import check_output_dir, say
+from .common import NAN_POLICY_HELP, check_output_dir, say
 from .parse import parse_numbers, parse_point, parse_voxel_size
 
 PROMPT_HELP = "A point z,y,x in voxels on an instance (repeat for several)."
@@ -51,8 +50,7 @@ VOXEL_SIZE = typer.Option(None, "--voxel-size", help="Override the header: Å, o
 VOLUME_FORMAT = typer.Option(None, "--format", help=f"Volumes as {' or '.join(map(repr, VOLUME_FORMATS))} "
                                                     f"(OME-Zarr); default {DEFAULT_VOLUME_FORMAT!r}.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Write into a non-empty output folder.")
-NAN_POLICY = typer.Option(None, "--nan-policy", help=f"NaN/Inf in the tomogram: {' or '.join(map(repr, NAN_POLICIES))} "
-                                                     f"(default {DEFAULT_NAN_POLICY!r}).")
+NAN_POLICY = typer.Option(None, "--nan-policy", help=NAN_POLICY_HELP)
 
 
 def _points(inline: list[str] | None, path: Path | None, volume: Any, option: str, what: str) -> Any:
