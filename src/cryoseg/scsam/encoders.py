@@ -31,7 +31,7 @@ class EncoderChoice:
             from.
         mae: registry name of an MAE encoder ("mae-vit-base", "tiny-mae", ...).
         sam_weights, mae_weights: where their weights are (folder, hub id or SAM .pth); None: the registry's lookup.
-            A folder from `cryoseg scsam pretrain-mae` is an MAE's weights.
+            The `encoder/` folder written by `cryoseg scsam pretrain-mae` is an MAE's weights.
     """
 
     sam: str = "sam-vit-b"
