@@ -10,7 +10,7 @@ from typing import Any
 
 def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """`__getattr__` and `__dir__` for `package`, serving each name of `exports` (name -> submodule, relative to
-    the package) from its submodule, imported when the name is first asked for.
+    the package, or an absolute "cryoseg..." module) from that module, imported when the name is first asked for.
 
     An export may not share its name with a submodule of the package: once that submodule is imported, Python
     binds the name to the module and the export is never asked for again.
@@ -19,9 +19,13 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str],
     if clash:
         raise ImportError(f"{package}: exports {clash} are also submodule names")
 
+    def module_of(name: str) -> str:  # relative to the package, or absolute ("cryoseg.pipelines.scsam")
+        where = exports[name]
+        return where if where.startswith("cryoseg.") else f"{package}.{where}"
+
     def __getattr__(name: str) -> Any:
         if name in exports:
-            return getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
+            return getattr(importlib.import_module(module_of(name)), name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     def __dir__() -> list[str]:

@@ -58,9 +58,12 @@ class ScSAMTrainConfig:
     axis: str = "z"
 
     def __post_init__(self) -> None:
+        from ..scsam.config import ScSAMConfig
+
         object.__setattr__(self, "class_names", tuple(self.class_names))
         if not self.use_sam and not self.use_mae:
             raise InputError("ScSAM needs at least one encoder: use_sam or use_mae")
+        ScSAMConfig(self.class_names, use_sam=self.use_sam, use_mae=self.use_mae)  # names checked before any work
         if not 0.0 < self.val_fraction < 1.0:
             raise InputError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
 

@@ -15,6 +15,11 @@ _EXPORTS = {
     "ScSAMHead": "model", "ScSAMOutput": "model", "build_head": "model", "image_positional_embedding": "model",
     "grid_positional_embedding": "model",
     "scsam_loss": "loss", "soft_dice_loss": "loss",
+    "EncoderChoice": "encoders", "FrozenEncoders": "encoders", "SliceEmbeddings": "encoders",
+    "MAEPretrainConfig": "pretrain", "pretrain_mae": "pretrain",
+    # the end-to-end API (`cryoseg.scsam.train(...)`, `.predict(...)`) lives with the other pipelines
+    "ScSAMTrainConfig": "cryoseg.pipelines.scsam", "train": "cryoseg.pipelines.scsam",
+    "predict": "cryoseg.pipelines.scsam",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
