@@ -30,8 +30,8 @@ def test_train_predict_evaluate(tmp_path, stack, capsys):
     img, lab = stack
     model, pred = tmp_path / "model", tmp_path / "pred"
     assert main(["scsam", "train", str(img), "--labels", str(lab), "--classes", "blob", "-o", str(model),
-                 "--sam", "tiny-sam", "--mae", "tiny-mae", "--epochs", "40", "--lr", "0.01", "--no-augment",
-                 "--slices", "0:6"]) == 0
+                 "--sam", "tiny-sam", "--mae", "tiny-mae", "--epochs", "40", "--patience", "40", "--lr", "0.01",
+                 "--no-augment", "--slices", "0:6"]) == 0
     assert "validation mIoU" in capsys.readouterr().out
     report = json.loads((model / "report.json").read_text())
     assert report["slices"] == {"train": 5, "val": 1, "shape": [48, 48]} and report["class_names"] == ["blob"]

@@ -152,6 +152,7 @@ def train(images: Sequence[np.ndarray | Volume], labels: Sequence[np.ndarray | V
     emb = encoders.embed(slices.images, use_sam=settings.use_sam, use_mae=settings.use_mae)
     seconds["embed"] = time.perf_counter() - start
     config = _scsam_config(settings, encoders, emb)
+    torch.manual_seed(settings.train.seed)  # the head's initial weights too follow the seed: a run is repeatable
     head = build_head(config, encoders.sam_model)
     dev = next(head.parameters()).device
     labels_t = torch.from_numpy(slices.labels)
