@@ -113,3 +113,34 @@ def test_a_model_is_refused_with_other_encoders_or_missing_files(trained, tmp_pa
     (other / "model.safetensors").unlink()
     with pytest.raises(InputError, match="model.safetensors"):
         predict(other, img)
+
+
+def test_a_class_without_pixels_is_warned_and_training_resumes(tmp_path, caplog, monkeypatch):
+    import logging
+
+    import cryoseg.train.folder
+
+    img, lab = _blobs(6)
+
+    def settings(epochs: int) -> ScSAMTrainConfig:
+        return ScSAMTrainConfig(("blob", "bar", "ghost"), TINY, augment=False,
+                                train=TrainConfig(epochs=epochs, batch_size=4, patience=3))
+
+    with caplog.at_level(logging.WARNING, logger="cryoseg"):
+        whole = train([img], [lab], tmp_path / "m", settings(3))
+    assert "class 'ghost' has no pixels" in caplog.text and whole.class_pixels[3] == 0
+    # a training killed after its second epoch (before the model folder is written) leaves its checkpoint...
+    with monkeypatch.context() as m:
+        m.setattr(cryoseg.train.folder, "save_model_folder", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            train([img], [lab], tmp_path / "r", settings(2))
+    checkpoint = tmp_path / ".r.training-checkpoint.pt"
+    assert checkpoint.is_file() and not (tmp_path / "r").exists()
+    # ...from which --resume goes on to epoch 3, as if never stopped (training only epoch 3)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="cryoseg.train"):
+        resumed = train([img], [lab], tmp_path / "r", settings(3), resume=True)
+    trained = [r.getMessage().split(":")[0] for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert trained == ["epoch 3/3"], trained
+    assert resumed.history.to_dict()["train_loss"] == pytest.approx(whole.history.to_dict()["train_loss"])
+    assert not checkpoint.exists() and (tmp_path / "r" / "model.safetensors").is_file()
