@@ -72,7 +72,6 @@ def test_convert_refuses_to_overwrite_its_input(tmp_path, csv_in, capsys):
 
 
 def test_convert_takes_voxel_size_and_shape_from_a_tomogram(tmp_path, csv_in, capsys):
-    pytest.importorskip("cryoseg.io.volumes")
     import mrcfile
 
     tomo = tmp_path / "tomo.mrc"

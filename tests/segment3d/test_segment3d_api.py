@@ -105,8 +105,6 @@ def test_negative_point_excludes_touching_neighbour_with_classical():
 @pytest.mark.slow  # importing torch and transformers dominates
 def test_works_with_a_sam_backend():
     """The tiny random-weight SAM: low-resolution logits go back in as priors; decoding stays batched."""
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
     from cryoseg.models import load_segmenter
 
     class Spy(PromptableSegmenter):
@@ -136,8 +134,8 @@ def test_works_with_a_sam_backend():
     vol = noisy(ball(shape, (12, 12, 10), 5) | ball(shape, (12, 12, 22), 5), seed=3)
     spy = Spy(load_segmenter("tiny-sam", device="cpu"))
     cfg = SelfPromptConfig(max_slices=2, max_area_fraction=1.0, min_area=1)
-    res = cryoseg.segment(vol, [(12, 12, 10), (12, 12, 22)], segmenter=spy, config=cfg) \
-        if _nonempty(spy, vol) else pytest.skip("the random tiny SAM gives empty masks here")
+    assert _nonempty(spy, vol)  # the seeded tiny SAM finds something on this slice: the test below has masks to check
+    res = cryoseg.segment(vol, [(12, 12, 10), (12, 12, 22)], segmenter=spy, config=cfg)
     assert res.instances.data.shape == shape
     starts = [c for c in spy.calls if c[1] is None]
     assert starts and max(c[0] for c in starts) == 2  # both instances share the z and y start planes
