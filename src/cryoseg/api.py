@@ -67,7 +67,7 @@ def _inputs(volume: VolumeLike, voxel_size: float | tuple[float, float, float] |
     negatives = load_prompts(negative, vol, "negative point")
     if not len(points):
         raise InputError("at least one prompt point is needed")
-    return vol, reconcile_prompts(points, negatives), negatives
+    return vol, reconcile_prompts(points, negatives, vol.shape), negatives
 
 
 def _files_read(volume: Volume, *sources: Any) -> tuple[Path, ...]:

@@ -24,6 +24,7 @@ def say(message: str) -> None:
 
 
 OVERWRITE_HELP = "Replace existing output files."
+DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps (default: auto)."
 NAN_POLICY_HELP = (f"NaN/Inf values in the volume: {' or '.join(map(repr, NAN_POLICIES))} "
                    f"(default {DEFAULT_NAN_POLICY!r}).")
 

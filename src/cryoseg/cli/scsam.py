@@ -22,7 +22,7 @@ from ..pipelines.scsam import ScSAMTrainConfig
 from ..scsam.encoders import EncoderChoice
 from ..scsam.pretrain import CHECKPOINT_DIR, ENCODER_DIR, MAEPretrainConfig, mae_names
 from ..train.config import TrainConfig
-from .common import NAN_POLICY_HELP, OVERWRITE_HELP, check_output_dir, say
+from .common import DEVICE_HELP, NAN_POLICY_HELP, OVERWRITE_HELP, check_output_dir, say
 from .parse import parse_voxel_size
 
 scsam_app = typer.Typer(
@@ -39,7 +39,13 @@ _SCSAM = ScSAMTrainConfig(("class",))
 
 VOLUME_HELP = "volumes (.mrc .rec .map .st .tif .tiff .zarr .ome.zarr)"
 VOXEL_SIZE_HELP = "Override the headers: Å, one value or z,y,x."
-DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps (default: auto)."
+
+# Options every scsam command shares (Typer reads them as defaults; one definition each).
+DEVICE = typer.Option(None, "--device", help=DEVICE_HELP)
+CACHE_DIR = typer.Option(None, "--cache-dir", help="Embedding cache folder (reused across runs).")
+OVERWRITE = typer.Option(False, "--overwrite", help=OVERWRITE_HELP)
+VOXEL_SIZE = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP)
+NAN_POLICY = typer.Option(None, "--nan-policy", help=NAN_POLICY_HELP)
 
 
 def _set(values: dict[str, Any]) -> dict[str, Any]:
@@ -73,12 +79,12 @@ def pretrain_mae(
     input_size: int | None = typer.Option(None, "--input-size", help="Model input side in pixels, a multiple "
                                           "of the patch size (default: the base's)."),
     seed: int | None = typer.Option(None, "--seed", help=f"Random seed (default {_MAE.seed})."),
-    device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
+    device: str | None = DEVICE,
     resume: bool = typer.Option(False, "--resume", help="Continue from the output folder's checkpoint (same "
                                 "settings and volumes; --epochs may grow)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
-    voxel_size: str | None = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
-    nan_policy: str | None = typer.Option(None, "--nan-policy", help=NAN_POLICY_HELP),
+    overwrite: bool = OVERWRITE,
+    voxel_size: str | None = VOXEL_SIZE,
+    nan_policy: str | None = NAN_POLICY,
 ) -> None:
     """Pretrain an MAE on unlabelled slices of your volumes (self-supervised); its encoder feeds ScSAM and
     `pick --features`."""
@@ -137,12 +143,12 @@ def train(
     augment: bool = typer.Option(_SCSAM.augment, "--augment/--no-augment", help="Dihedral augmentation of square "
                                  "slices."),
     seed: int | None = typer.Option(None, "--seed", help=f"Random seed (default {_TRAIN.seed})."),
-    device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Embedding cache folder (reused across runs)."),
+    device: str | None = DEVICE,
+    cache_dir: Path | None = CACHE_DIR,
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted training of this output."),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
-    voxel_size: str | None = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
-    nan_policy: str | None = typer.Option(None, "--nan-policy", help=NAN_POLICY_HELP),
+    overwrite: bool = OVERWRITE,
+    voxel_size: str | None = VOXEL_SIZE,
+    nan_policy: str | None = NAN_POLICY,
 ) -> None:
     """Train ScSAM on labelled slices: frozen SAM and MAE encoders, trained fusion, class prompts and decoder."""
     from ..io.volumes import read_volume
@@ -174,11 +180,11 @@ def predict(
     output: Path = typer.Option(..., "--output", "-o", help="Output folder (labels.mrc, preview.png, report.json)."),
     views: str = typer.Option("z", "--views", help="Views segmented slice by slice and fused, e.g. z or z,y,x."),
     probabilities: bool = typer.Option(False, "--probabilities", help="Also write one probability map per class."),
-    device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Embedding cache folder."),
-    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
-    voxel_size: str | None = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
-    nan_policy: str | None = typer.Option(None, "--nan-policy", help=NAN_POLICY_HELP),
+    device: str | None = DEVICE,
+    cache_dir: Path | None = CACHE_DIR,
+    overwrite: bool = OVERWRITE,
+    voxel_size: str | None = VOXEL_SIZE,
+    nan_policy: str | None = NAN_POLICY,
 ) -> None:
     """Segment every slice of a volume into the model's classes (no prompt needed)."""
     from ..pipelines.scsam import predict as run

@@ -18,7 +18,7 @@ from ..models.registry import DEFAULT_FEATURES, DEFAULT_SEGMENTER
 from ..pipelines.config import PickConfig
 from ..pipelines.output import DEFAULT_VOLUME_FORMAT, VOLUME_FORMATS
 from ..segment3d.config import SelfPromptConfig
-from .common import NAN_POLICY_HELP, check_output_dir, say
+from .common import DEVICE_HELP, NAN_POLICY_HELP, check_output_dir, say
 from .parse import parse_numbers, parse_point, parse_voxel_size
 
 PROMPT_HELP = "A point z,y,x in voxels on an instance (repeat for several)."
@@ -39,7 +39,7 @@ OUTPUT = typer.Option(..., "--output", "-o", help="Output folder.")
 SEGMENTER = typer.Option(None, "--segmenter", help="2D segmenter model name (see `cryoseg models`; default "
                                                    f"{DEFAULT_SEGMENTER}).")
 WEIGHTS = typer.Option(None, "--weights", help="Segmenter weights: folder, hub id or checkpoint.")
-DEVICE = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps (default: auto).")
+DEVICE = typer.Option(None, "--device", help=DEVICE_HELP)
 DTYPE = typer.Option(None, "--dtype", help="Model precision: fp32, fp16 or bf16 (half precision on a GPU only; "
                                            "default fp32).")
 TAU_IOU = typer.Option(None, "--tau-iou", help="Stop propagating below this slice-to-slice IoU "

@@ -200,7 +200,7 @@ def train(images: Sequence[np.ndarray | Volume], labels: Sequence[np.ndarray | V
     start = time.perf_counter()
     history = fit(head, batches, step, validate, settings.train, checkpoint=checkpoint, resume=resume)
     seconds["train"] = time.perf_counter() - start
-    val = validate(head)
+    val = history.best_value  # the kept epoch's validation mIoU (its state is the one restored)
     meta = {"class_names": list(settings.class_names), "encoders": encoders.signature(),
             "history": history.to_dict(), "val_miou": val, "class_pixels": pixels.tolist(),
             "slices": {"train": len(train_idx), "val": len(val_idx), "shape": list(shape)},

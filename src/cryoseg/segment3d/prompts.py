@@ -52,18 +52,18 @@ def as_points(points: Any, shape: tuple[int, int, int], what: str = "prompt") ->
     return arr
 
 
-def reconcile_prompts(prompts: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+def reconcile_prompts(prompts: np.ndarray, negatives: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """Drop prompts that repeat an earlier one's voxel (one warning with the count), and refuse a negative point on
     the voxel of a prompt, which would ask for a voxel to be both inside and outside an instance.
 
     Args:
         prompts: (N, 3) z, y, x voxels.
         negatives: (M, 3) z, y, x voxels.
+        shape: (Z, Y, X) of the volume they are in.
 
     Returns:
         (K, 3) the prompts in their order, each voxel once.
     """
-    shape = np.full(3, np.iinfo(np.int64).max)
     voxels = to_voxel(prompts, shape)
     if len(negatives):
         clash = (voxels[:, None, :] == to_voxel(negatives, shape)[None]).all(axis=2)
