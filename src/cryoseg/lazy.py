@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +28,7 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str],
             return getattr(importlib.import_module(module_of(name)), name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
-    def __dir__() -> list[str]:  # the package's own names (e.g. __version__) and the exports
-        return sorted(set(vars(sys.modules[package])) | set(exports))
+    def __dir__() -> list[str]:
+        return sorted(exports)
 
     return __getattr__, __dir__
