@@ -70,7 +70,6 @@ def _write_all(outdir: Path, suffix: str, labels: Volume, particles: Particles, 
                inputs: Sequence[str | Path], extra_columns: dict[str, np.ndarray] | None,
                tomo_name: str | None) -> dict[str, Path]:
     """Write the outputs into `outdir` (the staging folder); arguments as `write_outputs`."""
-    from ..io.coords import write_particles
     from ..io.volumes import write_volume
 
     files: dict[str, Path] = {}
@@ -80,9 +79,7 @@ def _write_all(outdir: Path, suffix: str, labels: Volume, particles: Particles, 
     voxel_size = labels.voxel_size
     if tomo_name is None and tomogram is not None and tomogram.source:
         tomo_name = tomogram_name(tomogram.source)
-    for name, fmt in PARTICLE_FILES:
-        files[name] = write_particles(particles, outdir / name, fmt=fmt, voxel_size=voxel_size,
-                                      shape=labels.shape, inputs=inputs, tomo_name=tomo_name)
+    files.update(write_particle_files(outdir, particles, voxel_size, labels.shape, inputs, tomo_name))
     files["instances_table"] = _write_table(outdir / "instances.csv", [i.as_row() for i in instances], inputs)
     if extra_columns:
         rows = [{"z": c[0], "y": c[1], "x": c[2], **{k: v[n] for k, v in extra_columns.items()}}
@@ -99,6 +96,17 @@ def _write_all(outdir: Path, suffix: str, labels: Volume, particles: Particles, 
               "files": {k: str(v.name) for k, v in files.items()}}
     files["report"] = write_report(outdir / REPORT, **report)
     return files
+
+
+def write_particle_files(outdir: Path, particles: Particles, voxel_size: tuple[float, float, float],
+                         shape: tuple[int, ...], inputs: Sequence[str | Path] = (), tomo_name: str | None = None
+                         ) -> dict[str, Path]:
+    """Write `particles` (z, y, x voxels of a tomogram of `shape` and `voxel_size` Å) in every coordinate format
+    cryoseg writes (`PARTICLE_FILES`) into `outdir`; returns {file name: path}."""
+    from ..io.coords import write_particles
+
+    return {name: write_particles(particles, outdir / name, fmt=fmt, voxel_size=voxel_size, shape=shape,
+                                  inputs=inputs, tomo_name=tomo_name) for name, fmt in PARTICLE_FILES}
 
 
 def tomogram_name(path: str | Path) -> str:

@@ -1,0 +1,131 @@
+"""Pseudo-labels of a slab from its structure maps: adaptive threshold per slice, region splitting, the
+particle/membrane separation, and particle centres merged over z.
+
+Label values everywhere in the unsupervised method: 0 background, `MEMBRANE` 1, `PARTICLE` 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+from .regions import RegionRules, merge_centres_3d, separate_particles, split_regions
+from .threshold import ThresholdConfig, adaptive_threshold
+
+BACKGROUND, MEMBRANE, PARTICLE = 0, 1, 2
+CLASS_NAMES = ("membrane", "particle")
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Settings of the pseudo-labels, in physical units where the tomogram's voxel size matters.
+
+    Attributes:
+        threshold: blur and local threshold of the structure maps.
+        particle_diameter_nm: (smallest, largest) diameter of a particle in nm; rounder regions in this range
+            become particles (a ribosome is about 25-30 nm, a proteasome about 15 nm wide).
+        min_circularity: 4πA/P² of a region to count as round.
+        membrane_distance_nm: a particle whose centre lies closer than this to membrane is dropped (it is more
+            likely a membrane bulge or a membrane-bound complex that the network should not learn as free).
+        merge_distance_nm: detections on neighbouring slices closer than this in-plane are one particle.
+        min_slices: a particle must be seen on at least this many slices (noise specks are seen on one).
+        split_method: "auto" (CellPose where installed with its weights, else watershed), "watershed" or
+            "cellpose".
+    """
+
+    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
+    particle_diameter_nm: tuple[float, float] = (8.0, 40.0)
+    min_circularity: float | None = None
+    membrane_distance_nm: float = 2.0
+    merge_distance_nm: float = 10.0
+    min_slices: int = 2
+    split_method: str = "auto"
+
+    def __post_init__(self) -> None:
+        lo, hi = self.particle_diameter_nm
+        if not 0 < lo < hi:
+            raise InputError(f"particle_diameter_nm must be (smallest, largest) with 0 < smallest < largest, "
+                             f"got {self.particle_diameter_nm}")
+        if self.membrane_distance_nm < 0 or self.merge_distance_nm <= 0 or self.min_slices < 1:
+            raise InputError("membrane_distance_nm must be >= 0, merge_distance_nm > 0 and min_slices >= 1")
+
+    def rules(self, voxel_nm: float) -> RegionRules:
+        """The region rules in voxels of a tomogram with `voxel_nm` nm voxels."""
+        extra = {} if self.min_circularity is None else {"min_circularity": self.min_circularity}
+        return RegionRules(min_diameter=self.particle_diameter_nm[0] / voxel_nm,
+                           max_diameter=self.particle_diameter_nm[1] / voxel_nm,
+                           min_membrane_distance=self.membrane_distance_nm / voxel_nm, **extra)
+
+
+@dataclass(frozen=True)
+class SlabLabels:
+    """Pseudo-labels of one slab.
+
+    Attributes:
+        labels: (Z, H, W) uint8: 0 background, 1 membrane, 2 particle.
+        centres: (N, 3) float64 particle centres, z (within the slab), y, x in voxels.
+    """
+
+    labels: np.ndarray
+    centres: np.ndarray
+
+    def counts(self) -> dict[str, int]:
+        """Voxels per class and the number of particles."""
+        return {"membrane_voxels": int(np.count_nonzero(self.labels == MEMBRANE)),
+                "particle_voxels": int(np.count_nonzero(self.labels == PARTICLE)), "particles": len(self.centres)}
+
+
+def label_slab(maps: np.ndarray, voxel_nm: float, config: LabelConfig = LabelConfig()) -> SlabLabels:
+    """Threshold, split and classify each slice of a slab's structure maps.
+
+    Args:
+        maps: (Z, H, W) float in [0, 1], structures high (`maps.slab_maps`).
+        voxel_nm: the tomogram's in-plane voxel size in nm.
+        config: see `LabelConfig`.
+
+    Returns:
+        `SlabLabels`.
+    """
+    if maps.ndim != 3:
+        raise InputError(f"structure maps must be (Z, H, W), got shape {maps.shape}")
+    rules = config.rules(voxel_nm)
+    labels = np.zeros(maps.shape, dtype=np.uint8)
+    per_slice = []
+    for z, plane in enumerate(maps):
+        regions = split_regions(adaptive_threshold(plane, config.threshold),
+                                min_distance=max(2, int(rules.min_diameter / 2)), method=config.split_method)
+        parts = separate_particles(regions, rules)
+        labels[z][parts.membrane] = MEMBRANE
+        labels[z][parts.particles] = PARTICLE
+        per_slice.append(parts.centres)
+    centres = merge_centres_3d(per_slice, range(len(maps)), radius=config.merge_distance_nm / voxel_nm,
+                               min_slices=min(config.min_slices, len(maps)))
+    return SlabLabels(labels, centres)
+
+
+def particle_centres(labels: np.ndarray, voxel_nm: float, config: LabelConfig = LabelConfig()) -> np.ndarray:
+    """Particle centres in a label volume (a segmentation by the student): the particle voxels of each slice split
+    into regions, those of a particle's size kept, and their centroids merged over z.
+
+    Args:
+        labels: (Z, H, W) integer labels with `PARTICLE` for particle voxels.
+        voxel_nm: in-plane voxel size in nm.
+        config: particle size, merge distance and min_slices (see `LabelConfig`).
+
+    Returns:
+        (N, 3) float64 centres, z, y, x in voxels.
+    """
+    from skimage.measure import regionprops
+
+    rules = config.rules(voxel_nm)
+    per_slice = []
+    for plane in labels:
+        regions = split_regions(plane == PARTICLE, min_distance=max(2, int(rules.min_diameter / 2)),
+                                method=config.split_method)
+        keep = [r.centroid for r in regionprops(regions)
+                if rules.min_diameter <= r.equivalent_diameter_area <= rules.max_diameter]
+        per_slice.append(np.asarray(keep, dtype=np.float64).reshape(-1, 2))
+    return merge_centres_3d(per_slice, range(len(labels)), radius=config.merge_distance_nm / voxel_nm,
+                            min_slices=min(config.min_slices, len(labels)))
