@@ -15,8 +15,7 @@ from typer.exceptions import TyperException
 from ..errors import CryosegError
 from ..progress import set_progress_enabled
 
-COMMAND_MODULES = ("info", "simulate", "evaluate", "convert", "preview", "models", "segment", "demo", "scsam",
-                   "unsup")
+COMMAND_MODULES = ("info", "simulate", "evaluate", "convert", "preview", "models", "segment", "demo", "scsam")
 
 app = typer.Typer(
     name="cryoseg",

@@ -18,7 +18,6 @@ from typing import Any
 
 import typer
 
-from ..errors import InputError
 from ..pipelines.unsup import PseudoLabelConfig, StudentTrainConfig
 from ..unsup.labels import LabelConfig
 from .common import DEVICE_HELP, NAN_POLICY_HELP, OVERWRITE_HELP, check_output_dir, say

@@ -11,8 +11,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import track
-from .aggregate import AggregateConfig, aggregate_maps, smooth_along_z
 from .affinity import AffinitySource
+from .aggregate import AggregateConfig, aggregate_maps, smooth_along_z
 from .canvas import CanvasConfig, cut_tiles, join_tiles, prepare_canvas
 from .spectral import spectral_maps
 
