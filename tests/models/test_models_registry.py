@@ -57,7 +57,8 @@ def test_registry_contents():
                      "sam2-hiera-tiny", "sam2-hiera-small", "sam2-hiera-base-plus", "sam2-hiera-large",
                      "dinov2-vits14", "dinov2-vitb14", "dinov2-vitl14", "dinov2-vitg14", "dinov2-vitl14-reg",
                      "dinov3-vits16", "dinov3-vitl16", "mae-vit-base", "mae-vit-large", "mae-vit-huge",
-                     "sam-vit-b-encoder", "classical", "filterbank", *TINY_CONFIGS]:
+                     "sam-vit-b-encoder", "classical", "filterbank", "stable-diffusion-v1-4", "tiny-sd",
+                     *TINY_CONFIGS]:
         assert expected in names, expected
     spec = get_spec("sam-vit-h")
     assert (spec.hub_id, spec.original_checkpoint, spec.kind, spec.hf_class) == (
@@ -68,11 +69,17 @@ def test_registry_contents():
     assert get_spec("mae-vit-huge").patch_size == 14
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.name = "other"  # type: ignore[misc]
+    sd = get_spec("stable-diffusion-v1-4")
+    assert (sd.kind, sd.hub_id, sd.licence, sd.weights_marker, sd.weights_parts) == (
+        "diffusion", "CompVis/stable-diffusion-v1-4", "CreativeML OpenRAIL-M", "model_index.json",
+        ("unet", "vae", "text_encoder"))
+    assert get_spec("tiny-sd").builtin and not sd.builtin
     for s in REGISTRY.values():
-        assert s.kind in ("segmenter", "features")
+        assert s.kind in ("segmenter", "features", "diffusion")  # diffusion: the attention-affinity sources
         assert s.builtin or s.hub_id, s.name  # every downloadable model says where from
         assert s.licence
     assert set(model_names("segmenter")).isdisjoint(model_names("features"))
+    assert model_names("diffusion") == ["stable-diffusion-v1-4", "tiny-sd"]
 
 
 def test_spec_numbers_match_the_models_they_describe():
@@ -96,6 +103,17 @@ def test_spec_numbers_match_the_models_they_describe():
             assert seg.input_size == spec.input_size, name
             grid = seg.embedding_arrays(seg.embed(image))["image_embeddings"].shape
             assert grid == (1, spec.feature_dim, 64 // spec.patch_size, 64 // spec.patch_size), name
+    # diffusion: patch = the VAE's downsampling, feature_dim = affinity row length of an input_size tile
+    from cryoseg.models.diffusion_configs import SD_V14_VAE, TINY_SD_VAE
+    from cryoseg.unsup.affinity import affinity_source
+
+    for name, vae in (("stable-diffusion-v1-4", SD_V14_VAE), ("tiny-sd", TINY_SD_VAE)):
+        spec = get_spec(name)
+        assert (2 ** (len(vae["block_out_channels"]) - 1), vae["sample_size"]) == (spec.patch_size, spec.input_size)
+        assert (spec.input_size // spec.patch_size) ** 2 == spec.feature_dim, name
+    tiny_sd = get_spec("tiny-sd")
+    h, w = affinity_source("tiny-sd").grid(tiny_sd.input_size)
+    assert h * w == tiny_sd.feature_dim and h == tiny_sd.input_size // tiny_sd.patch_size
 
 
 def test_unknown_name_lists_close_names():
@@ -112,6 +130,8 @@ def test_wrong_kind_is_refused():
         load_segmenter("tiny-dinov2")
     with pytest.raises(InputError, match="'classical' is a promptable segmenter"):
         load_feature_extractor("classical")
+    with pytest.raises(InputError, match="'tiny-sd' is a diffusion model, used as an attention-affinity source"):
+        load_feature_extractor("tiny-sd")
 
 
 def test_weight_free_defaults_are_registered_and_lazy():
@@ -347,9 +367,14 @@ def test_cli_models_table_is_honest(env, capsys, monkeypatch):
     assert rows["classical"].startswith("segmenter classical built-in")
     assert rows["sam-vit-b"] == "segmenter sam missing apache-2.0"
     assert rows["dinov2-vits14"] == "features dinov2 hub cache apache-2.0"
+    assert rows["tiny-sd"] == "diffusion stable-diffusion built-in none"
+    assert rows["stable-diffusion-v1-4"] == "diffusion stable-diffusion missing CreativeML"  # licence wraps
     assert "sam_vit_b_01ec64.pth" not in out and str(env) in out  # the folders looked in, once, not per model
     assert main(["models", "--kind", "features"]) == 0
     out = capsys.readouterr().out
     assert "dinov2-vits14" in out and "sam-vit-h " not in out
+    assert main(["models", "--kind", "diffusion"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-sd " in out and "stable-diffusion-v1-4 " in out and "dinov2-vits14" not in out
     assert main(["models", "--kind", "bogus"]) == 2
     assert "cryoseg: error: --kind must be" in capsys.readouterr().err

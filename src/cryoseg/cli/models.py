@@ -8,7 +8,7 @@ from ..errors import InputError
 
 
 def models(
-    kind: str | None = typer.Option(None, "--kind", help="Only 'segmenter' or 'features' models."),
+    kind: str | None = typer.Option(None, "--kind", help="Only 'segmenter', 'features' or 'diffusion' models."),
     present: bool | None = typer.Option(None, "--present/--missing", help="Only models whose weights are (not) here."),
 ) -> None:
     """List every model: kind, family, whether its weights are here (and where), licence."""
@@ -16,11 +16,12 @@ def models(
     from rich.console import Console
     from rich.table import Table
 
-    from ..models.registry import MODELS_EXTRA_HINT, list_models
+    from ..models.registry import DIFFUSION_EXTRA_HINT, MODELS_EXTRA_HINT, list_models
+    from ..models.spec import DIFFUSION, KINDS
     from ..models.weights import checkpoint_dir, hub_cache_dir
 
-    if kind is not None and kind not in ("segmenter", "features"):
-        raise InputError(f"--kind must be 'segmenter' or 'features', got {kind!r}")
+    if kind is not None and kind not in KINDS:
+        raise InputError(f"--kind must be {', '.join(repr(k) for k in KINDS[:-1])} or {KINDS[-1]!r}, got {kind!r}")
     statuses = [s for s in list_models()
                 if (kind is None or s.spec.kind == kind) and (present is None or s.present == present)]
     # Short cells only: the table has to read well in an 80-column terminal; full paths are listed below it.
@@ -39,9 +40,13 @@ def models(
             console.print(f"{status.spec.name}: {status.where}", soft_wrap=True, markup=False)
     n_here = sum(s.present for s in statuses)
     console.print(f"{n_here} of {len(statuses)} models usable here.")
-    if any(s.source == "no backend" for s in statuses):
+    no_backend = {s.spec.kind == DIFFUSION for s in statuses if s.source == "no backend"}
+    if False in no_backend:
         console.print(f"no backend: the transformers models need torch and transformers; {MODELS_EXTRA_HINT}.",
                       markup=False)
+    if True in no_backend:
+        console.print(f"no backend: the diffusion models need torch, transformers and diffusers; "
+                      f"{DIFFUSION_EXTRA_HINT}.", markup=False)
     if any(s.source == "missing" for s in statuses):
         console.print(f"missing: looked in the hub cache {hub_cache_dir()} (never downloading) and, for SAM, in "
                       f"{checkpoint_dir()}; pass --weights to commands, or run `hf download <hub id>`.", markup=False)

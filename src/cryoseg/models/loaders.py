@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 def _check_kind(spec: ModelSpec, kind: str) -> None:
     if spec.kind != kind:
-        what = "a promptable segmenter" if spec.kind == SEGMENTER else "a feature extractor"
+        what = {SEGMENTER: "a promptable segmenter", FEATURES: "a feature extractor"}.get(
+            spec.kind, "a diffusion model, used as an attention-affinity source (cryoseg.unsup.affinity)")
         others = ", ".join(n for n in model_names(kind) if not n.startswith("tiny-"))
         raise InputError(f"model '{spec.name}' is {what}; use one of: {others}")
 

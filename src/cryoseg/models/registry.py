@@ -13,7 +13,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from ..errors import MissingDependencyError, UnknownModelError, WeightsNotFoundError
-from .spec import FEATURES, SEGMENTER, ModelSpec
+from .spec import DIFFUSION, FEATURES, PIPELINE_MARKER, SEGMENTER, ModelSpec
 from .weights import locate_weights, places_looked
 
 # the offline defaults: weight-free, so every command does real work on a fresh machine
@@ -24,6 +24,12 @@ DEFAULT_FEATURES = "filterbank"
 HF_BACKEND_PACKAGES = ("torch", "transformers", "safetensors", "huggingface_hub")
 MODELS_EXTRA_HINT = ("install the torch build for your machine (CPU: pip install torch==2.13.0), "
                      "then pip install 'cryoseg[models]'")
+# The diffusion models (kind DIFFUSION) need diffusers on top of the transformers backend.
+DIFFUSION_PACKAGES = ("diffusers",)
+DIFFUSION_EXTRA_HINT = ("install the torch build for your machine (CPU: pip install torch==2.13.0), "
+                        "then pip install 'cryoseg[models]' 'cryoseg[diffusion]'")
+# The parts of a Stable Diffusion pipeline folder that the attention-affinity source loads.
+SD_PARTS = ("unet", "vae", "text_encoder")
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,16 @@ def _specs() -> list[ModelSpec]:
     for name, family, kind, cls, patch, dim in tiny:
         specs.append(ModelSpec(name, family, kind, cls, None, None, 64, patch, dim, "none", builtin=True,
                                description="tiny random weights (seeded), for tests and dry runs"))
+    # Latent diffusion models, used for their self-attention (cryoseg.unsup.affinity). patch_size is the VAE's
+    # downsampling (pixels per affinity-grid cell); feature_dim is the affinity row length of an input_size tile,
+    # (input_size / patch_size) ** 2: 64 x 64 = 4096 cells for SD at 512, 8 x 8 = 64 for tiny-sd at 64 (tested).
+    specs.append(ModelSpec("stable-diffusion-v1-4", "stable-diffusion", DIFFUSION, "UNet2DConditionModel",
+                           "CompVis/stable-diffusion-v1-4", None, 512, 8, 64 * 64, "CreativeML OpenRAIL-M",
+                           description="Stable Diffusion v1.4 self-attention (unsupervised segmentation)",
+                           weights_marker=PIPELINE_MARKER, weights_parts=SD_PARTS))
+    specs.append(ModelSpec("tiny-sd", "stable-diffusion", DIFFUSION, "UNet2DConditionModel", None, None, 64, 8, 8 * 8,
+                           "none", builtin=True, description="tiny random-weight Stable Diffusion (seeded), "
+                           "for tests and dry runs", weights_marker=PIPELINE_MARKER, weights_parts=SD_PARTS))
     return specs
 
 
@@ -103,7 +119,7 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in _specs()}
 
 
 def model_names(kind: str | None = None) -> list[str]:
-    """Registered names, optionally only segmenters or feature extractors."""
+    """Registered names, optionally only those of one kind ("segmenter", "features" or "diffusion")."""
     return [n for n, s in REGISTRY.items() if kind is None or s.kind == kind]
 
 
@@ -128,7 +144,15 @@ def is_installed(package: str) -> bool:
 
 def missing_packages(spec: ModelSpec) -> list[str]:
     """The Python packages `spec`'s backend needs that are not installed (none for weight-free backends)."""
-    return [] if spec.impl else [name for name in HF_BACKEND_PACKAGES if not is_installed(name)]
+    if spec.impl:
+        return []
+    needed = HF_BACKEND_PACKAGES + (DIFFUSION_PACKAGES if spec.kind == DIFFUSION else ())
+    return [name for name in needed if not is_installed(name)]
+
+
+def extra_hint(spec: ModelSpec) -> str:
+    """How to install what `spec`'s backend needs (names `cryoseg[diffusion]` for the diffusion models)."""
+    return DIFFUSION_EXTRA_HINT if spec.kind == DIFFUSION else MODELS_EXTRA_HINT
 
 
 def require_backend(spec: ModelSpec) -> None:
@@ -136,7 +160,7 @@ def require_backend(spec: ModelSpec) -> None:
     missing = missing_packages(spec)
     if missing:
         raise MissingDependencyError(f"model '{spec.name}' needs {', '.join(missing)}, which "
-                                     f"{'is' if len(missing) == 1 else 'are'} not installed: {MODELS_EXTRA_HINT}")
+                                     f"{'is' if len(missing) == 1 else 'are'} not installed: {extra_hint(spec)}")
 
 
 def list_models() -> list[ModelStatus]:

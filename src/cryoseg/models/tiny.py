@@ -5,7 +5,8 @@
 - the real-size architectures of SAM ViT-B/L/H (needed to load Meta's original checkpoints, which carry
   weights but no config) and DINOv2 ViT-S/B/L/G (benchmarks with random weights).
 
-Weights of a tiny model come from a fixed seed, so the same name always gives the same model.
+Weights of a tiny model come from a fixed seed, so the same name always gives the same model. The diffusers
+architectures (tiny-sd and the real-size Stable Diffusion v1.4) live beside this module, in `diffusion_configs`.
 """
 
 from __future__ import annotations

@@ -6,6 +6,12 @@ Weights come from (in this order when the user gives no `weights`):
    `~/.cache/cryoseg/checkpoints`), for SAM ViT-B/L/H.
 A user-given `weights` is a transformers-format folder, an original `.pth` file, or a hub id (cache only,
 unless `download=True`). Anything missing is a `WeightsNotFoundError` saying where we looked and how to get it.
+
+What a weights folder must hold is the spec's to say (`ModelSpec.weights_marker`, `ModelSpec.weights_parts`):
+a transformers model has config.json with the weight files beside it; a diffusers pipeline (Stable Diffusion)
+has model_index.json at the root and one subfolder per part (unet/, vae/, text_encoder/), each with its
+config.json and the weight file that `from_pretrained` reads. The same rule serves user folders and hub-cache
+snapshots.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CorruptFileError, InputError, WeightsNotFoundError
+from .spec import TRANSFORMERS_MARKER
 
 if TYPE_CHECKING:  # pragma: no cover
     from .spec import ModelSpec
@@ -30,6 +37,10 @@ SAM_CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/segment_anything/{file}"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 ORIGINAL_SUFFIXES = (".pth", ".pt")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+# The weight file a part of a diffusers pipeline loads, in the order diffusers / transformers prefer them
+# (variants such as *.fp16.safetensors or *.non_ema.bin are not read, so they are neither required nor hashed).
+PART_WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "model.safetensors",
+                     "diffusion_pytorch_model.bin", "pytorch_model.bin")
 
 
 @dataclass(frozen=True)
@@ -37,10 +48,10 @@ class WeightsLocation:
     """Where a model's weights are.
 
     Attributes:
-        kind: "builtin" (tiny seeded or weight-free), "folder" (transformers format, also a hub snapshot),
-            or "original" (Meta's .pth checkpoint).
+        kind: "builtin" (tiny seeded or weight-free), "folder" (transformers format or a diffusers pipeline, also
+            a hub snapshot), or "original" (Meta's .pth checkpoint).
         path: the folder or file; None for builtin.
-        files: the weight files to hash.
+        files: the weight files to hash (of a pipeline: those of every part, in the spec's part order).
         hub_id: the hub id when the folder is a hub-cache snapshot.
     """
 
@@ -98,22 +109,63 @@ def weight_files(folder: Path) -> tuple[Path, ...]:
     return tuple(sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)))
 
 
-def find_in_hub_cache(hub_id: str) -> Path | None:
-    """The snapshot folder of `hub_id` in the hub cache if it holds config.json and weights, else None.
+def part_weight_files(part: Path) -> tuple[Path, ...]:
+    """The weight files one part of a diffusers pipeline (e.g. `folder/unet`) loads: the first of
+    `PART_WEIGHT_NAMES` present, else the shards its `*.index.json` lists; () if none."""
+    if not part.is_dir():
+        return ()
+    for name in PART_WEIGHT_NAMES:
+        if (part / name).is_file():
+            return (part / name,)
+    for index in sorted(part.glob("*.index.json")):
+        try:
+            shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+        except (OSError, ValueError, AttributeError):
+            continue
+        if shards and all((part / shard).is_file() for shard in shards):
+            return tuple(part / shard for shard in shards)
+    return ()
+
+
+def layout_files(folder: Path, parts: tuple[str, ...] = ()) -> tuple[Path, ...]:
+    """The weight files of a model folder laid out as a spec says: those directly in `folder` when `parts` is
+    empty, else those of every part subfolder (each with its config.json); () if any part lacks them."""
+    if not parts:
+        return weight_files(folder)
+    files: list[Path] = []
+    for part in parts:
+        found = part_weight_files(folder / part)
+        if not found or not (folder / part / "config.json").is_file():
+            return ()
+        files += found
+    return tuple(files)
+
+
+def find_in_hub_cache(hub_id: str, marker: str = TRANSFORMERS_MARKER, parts: tuple[str, ...] = ()) -> Path | None:
+    """The snapshot folder of `hub_id` in the hub cache if it holds `marker` (config.json, or model_index.json
+    for a diffusers pipeline) and the weights `layout_files(folder, parts)` finds, else None.
 
     Only reads the cache: no network.
     """
     from huggingface_hub import try_to_load_from_cache
 
     try:
-        found = try_to_load_from_cache(hub_id, "config.json", cache_dir=str(hub_cache_dir()))
+        found = try_to_load_from_cache(hub_id, marker, cache_dir=str(hub_cache_dir()))
     except ValueError as exc:  # HFValidationError: not a valid repo id, so it cannot be in the cache
         logger.debug("hub cache lookup of %s failed: %s", hub_id, exc)
         return None
     if not isinstance(found, str):
         return None
     folder = Path(found).parent
-    return folder if weight_files(folder) else None
+    return folder if layout_files(folder, parts) else None
+
+
+def _find_cached(spec: ModelSpec, hub_id: str) -> WeightsLocation | None:
+    """`hub_id`'s snapshot in the hub cache laid out as `spec` expects, as a location; None if absent."""
+    folder = find_in_hub_cache(hub_id, spec.weights_marker, spec.weights_parts)
+    if folder is None:
+        return None
+    return WeightsLocation("folder", folder, layout_files(folder, spec.weights_parts), hub_id)
 
 
 def hub_cache_path(hub_id: str) -> Path:
@@ -124,12 +176,17 @@ def hub_cache_path(hub_id: str) -> Path:
 def how_to_get(spec: ModelSpec) -> str:
     """One clause telling the user how to obtain the weights of `spec`."""
     ways = []
-    if spec.hub_id:
+    if spec.hub_id and spec.weights_parts:  # only the files loaded, not every variant a pipeline repo carries
+        parts = [f'"{p}/*model.safetensors"' for p in spec.weights_parts]
+        include = " ".join([spec.weights_marker, '"*/*.json"', *parts])
+        ways.append(f"run `hf download {spec.hub_id} --include {include}` on a machine with internet")
+    elif spec.hub_id:
         ways.append(f"run `hf download {spec.hub_id}` on a machine with internet (or pass download=True)")
     if spec.original_checkpoint:
         url = SAM_CHECKPOINT_URL.format(file=spec.original_checkpoint)
         ways.append(f"put {spec.original_checkpoint} ({url}) in {checkpoint_dir()}")
-    ways.append(("or " if ways else "") + "pass weights=<folder|file.pth|hub id>")
+    what = "diffusers pipeline folder|hub id" if spec.weights_parts else "folder|file.pth|hub id"
+    ways.append(("or " if ways else "") + f"pass weights=<{what}>")
     return "; ".join(ways)
 
 
@@ -162,9 +219,9 @@ def locate_weights(
         return _locate_given(spec, weights, download)
     looked = places_looked(spec)
     if spec.hub_id:
-        folder = find_in_hub_cache(spec.hub_id)
-        if folder is not None:
-            return WeightsLocation("folder", folder, weight_files(folder), spec.hub_id)
+        cached = _find_cached(spec, spec.hub_id)
+        if cached is not None:
+            return cached
     if spec.original_checkpoint:
         path = checkpoint_dir() / spec.original_checkpoint
         if path.is_file():
@@ -180,6 +237,8 @@ def _locate_given(spec: ModelSpec, weights: str | os.PathLike, download: bool) -
     if not path.exists() and path.name == text and text.endswith(ORIGINAL_SUFFIXES):
         path = checkpoint_dir() / text  # a bare original file name: look in the default checkpoint folder
     if path.is_dir():
+        if spec.weights_parts:
+            return WeightsLocation("folder", path, _pipeline_files(spec, path))
         if not (path / "config.json").is_file():
             raise _not_found(spec, [str(path)], f"folder {path} has no config.json (not a transformers model folder)")
         files = weight_files(path)
@@ -187,19 +246,52 @@ def _locate_given(spec: ModelSpec, weights: str | os.PathLike, download: bool) -
             raise _not_found(spec, [str(path)], f"folder {path} has no *.safetensors or *.bin weight files")
         return WeightsLocation("folder", path, files)
     if path.is_file():
+        if spec.weights_parts:
+            raise InputError(f"weights for model '{spec.name}' must be a diffusers pipeline folder "
+                             f"({spec.weights_marker} and {', '.join(p + '/' for p in spec.weights_parts)}), "
+                             f"not the file {path}")
         if not path.name.endswith(ORIGINAL_SUFFIXES):
             raise InputError(f"weights file {path} for model '{spec.name}' is not an original .pth checkpoint; "
                              "pass the folder that holds config.json and the weights instead")
         return WeightsLocation("original", path, (path,))
     if looks_like_hub_id(text):
-        folder = find_in_hub_cache(text)
-        if folder is not None:
-            return WeightsLocation("folder", folder, weight_files(folder), text)
+        cached = _find_cached(spec, text)
+        if cached is not None:
+            return cached
         if download:
             return _download(spec, text, [f"hub cache {hub_cache_path(text)}"])
         raise _not_found(spec, [f"hub cache {hub_cache_path(text)}"],
                          f"hub model {text} is not in the local cache (downloads are off)")
     raise _not_found(spec, [str(path)], f"no file or folder {path}")
+
+
+def _pipeline_files(spec: ModelSpec, path: Path) -> tuple[Path, ...]:
+    """The weight files of a user-given diffusers pipeline folder, or one `WeightsNotFoundError` naming the first
+    thing missing (the marker file, a part subfolder, its config.json or its weights)."""
+    parts = ", ".join(p + "/" for p in spec.weights_parts)
+    layout = f"a diffusers pipeline folder holds {spec.weights_marker} and {parts}"
+    if not (path / spec.weights_marker).is_file():
+        raise _not_found(spec, [str(path)], f"folder {path} has no {spec.weights_marker} ({layout})")
+    for part in spec.weights_parts:
+        sub = path / part
+        if not sub.is_dir():
+            raise _not_found(spec, [str(path)], f"folder {path} has no {part}/ subfolder ({layout})")
+        if not (sub / "config.json").is_file():
+            raise _not_found(spec, [str(sub)], f"folder {sub} has no config.json ({layout})")
+        if not part_weight_files(sub):
+            raise _not_found(spec, [str(sub)], f"folder {sub} has no weights ({' or '.join(PART_WEIGHT_NAMES)})")
+    return layout_files(path, spec.weights_parts)
+
+
+def _download_patterns(spec: ModelSpec) -> list[list[str]]:
+    """allow_patterns for `snapshot_download`, safetensors first (older repos only carry *.bin). A pipeline gets
+    its root json, the scheduler and tokenizer configs and, per part, the config and the one weight file loaded
+    (never the fp16 / non-EMA variants that sit beside it)."""
+    if not spec.weights_parts:
+        return [["*.json", "*.safetensors"], ["*.json", "pytorch_model*.bin"]]
+    base = [spec.weights_marker, "scheduler/*.json", "tokenizer/*"] + [f"{p}/config.json" for p in spec.weights_parts]
+    return [base + [f"{p}/{name}" for p in spec.weights_parts for name in names]
+            for names in (PART_WEIGHT_NAMES[:2], PART_WEIGHT_NAMES[2:])]
 
 
 def _download(spec: ModelSpec, hub_id: str, looked: list[str]) -> WeightsLocation:
@@ -210,14 +302,14 @@ def _download(spec: ModelSpec, hub_id: str, looked: list[str]) -> WeightsLocatio
 
     logger.info("downloading %s into %s", hub_id, hub_cache_dir())
     folder = None
-    # safetensors first; older repos only carry pytorch_model.bin
-    for patterns in (["*.json", "*.safetensors"], ["*.json", "pytorch_model*.bin"]):
+    for patterns in _download_patterns(spec):
         try:
             folder = Path(snapshot_download(hub_id, cache_dir=str(hub_cache_dir()), allow_patterns=patterns))
         except Exception as exc:
             raise _not_found(spec, looked, f"download of {hub_id} failed ({type(exc).__name__}: {exc})") from exc
-        if weight_files(folder):
-            return WeightsLocation("folder", folder, weight_files(folder), hub_id)
+        files = layout_files(folder, spec.weights_parts)
+        if files:
+            return WeightsLocation("folder", folder, files, hub_id)
     raise _not_found(spec, looked, f"hub model {hub_id} has no safetensors or pytorch_model.bin weights")
 
 
