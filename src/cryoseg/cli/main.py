@@ -15,7 +15,8 @@ from typer.exceptions import TyperException
 from ..errors import CryosegError
 from ..progress import set_progress_enabled
 
-COMMAND_MODULES = ("info", "simulate", "evaluate", "convert", "preview", "models", "segment", "demo", "scsam")
+COMMAND_MODULES = ("info", "simulate", "evaluate", "convert", "preview", "models", "segment", "demo", "scsam",
+                   "unsup")
 
 app = typer.Typer(
     name="cryoseg",

@@ -44,6 +44,10 @@ FEATURES = typer.Option(None, "--features", help="Attention source: filterbank (
                         f"stable-diffusion-v1-4 or tiny-sd (default {_PSEUDO.features}).")
 WEIGHTS = typer.Option(None, "--weights", help="Diffusion weights: a diffusers pipeline folder or hub id "
                        "(default: the hub cache).")
+CANVAS = typer.Option(None, "--canvas", help="Side in pixels each slice is resized to before tiling "
+                      f"(default {_PSEUDO.maps.canvas.canvas}).")
+TILE = typer.Option(None, "--tile", help=f"Tile side in pixels; the canvas is a multiple of it "
+                    f"(default {_PSEUDO.maps.canvas.tile}).")
 DIAMETER = typer.Option(None, "--particle-diameter", help="Smallest,largest particle diameter in nm (default "
                         f"{_LABELS.particle_diameter_nm[0]:g},{_LABELS.particle_diameter_nm[1]:g}).")
 EPOCHS = typer.Option(None, "--epochs", help=f"Most training epochs (default {_STUDENT.train.epochs}).")
@@ -82,8 +86,9 @@ def _label_config(diameter: str | None) -> LabelConfig:
 
 
 def _pseudo_config(features: str | None, weights: str | None, n_slabs: int | None, thickness: int | None,
-                   diameter: str | None) -> PseudoLabelConfig:
-    return replace(_PSEUDO, labels=_label_config(diameter), **_set({
+                   diameter: str | None, canvas: int | None, tile: int | None) -> PseudoLabelConfig:
+    sizes = replace(_PSEUDO.maps.canvas, **_set({"canvas": canvas, "tile": tile}))
+    return replace(_PSEUDO, labels=_label_config(diameter), maps=replace(_PSEUDO.maps, canvas=sizes), **_set({
         "features": features, "weights": weights, "n_slabs": n_slabs, "slab_thickness": thickness}))
 
 
@@ -120,6 +125,8 @@ def pseudo_labels_command(
     slab_thickness: int | None = THICKNESS,
     features: str | None = FEATURES,
     weights: str | None = WEIGHTS,
+    canvas: int | None = CANVAS,
+    tile: int | None = TILE,
     particle_diameter: str | None = DIAMETER,
     device: str | None = DEVICE,
     overwrite: bool = OVERWRITE,
@@ -129,7 +136,7 @@ def pseudo_labels_command(
     """Pseudo-label membranes and particles on a few slabs, from attention features and spectral maps."""
     from ..pipelines.unsup import pseudo_labels
 
-    config = _pseudo_config(features, weights, n_slabs, slab_thickness, particle_diameter)
+    config = _pseudo_config(features, weights, n_slabs, slab_thickness, particle_diameter, canvas, tile)
     slabs = _slabs(slab, tomograms)
     check_output_dir(output, overwrite, tomograms)
     volumes = _read(tomograms, voxel_size, nan_policy)
@@ -201,6 +208,8 @@ def run_command(
     slab_thickness: int | None = THICKNESS,
     features: str | None = FEATURES,
     weights: str | None = WEIGHTS,
+    canvas: int | None = CANVAS,
+    tile: int | None = TILE,
     particle_diameter: str | None = DIAMETER,
     epochs: int | None = EPOCHS,
     patience: int | None = PATIENCE,
@@ -216,7 +225,7 @@ def run_command(
     """Pseudo-labels, student training and segmentation of every tomogram, in one go."""
     from ..pipelines.unsup import run
 
-    pseudo_config = _pseudo_config(features, weights, n_slabs, slab_thickness, particle_diameter)
+    pseudo_config = _pseudo_config(features, weights, n_slabs, slab_thickness, particle_diameter, canvas, tile)
     train_config = _train_config(epochs, patience, lr, crops_per_epoch, patch, seed)
     slabs = _slabs(slab, tomograms)
     check_output_dir(output, overwrite, tomograms)

@@ -267,7 +267,7 @@ def pseudo_labels(volumes: Sequence[Volume], slabs: Sequence[Slab] | None = None
     if not slabs:
         with timer("choose_slabs"):
             slabs = choose_slabs([v.data for v in volumes], config.n_slabs, config.slab_thickness)
-        logger.info("chose slabs %s by structure content", ", ".join(s.label(names) for s in slabs))
+        logger.debug("chose slabs %s by structure content", ", ".join(s.label(names) for s in slabs))
     items = []
     for slab in slabs:
         image = np.asarray(volumes[slab.volume].data[slab.start:slab.stop], dtype=np.float32)
@@ -277,10 +277,10 @@ def pseudo_labels(volumes: Sequence[Volume], slabs: Sequence[Slab] | None = None
         with timer("maps"):
             maps = slab_maps(image, source, config.maps, description=f"maps of {slab.label(names)}")
         with timer("labels"):
-            labelled = label_slab(maps, voxel_nm, config.labels)
+            labelled = label_slab(maps, image, voxel_nm, config.labels)
         centres = labelled.centres + [slab.start, 0, 0]
         items.append(SlabPseudoLabels(slab, image, maps, labelled.labels, centres))
-        logger.info("slab %s: %s", slab.label(names), items[-1].counts())
+        logger.debug("slab %s: %s", slab.label(names), items[-1].counts())
     if not any(item.counts()["membrane_voxels"] or item.counts()["particle_voxels"] for item in items):
         raise NoStructureError(f"no membrane or particle found in the slabs {', '.join(s.label(names) for s in slabs)}"
                                "; choose slabs with visible structure, or check the voxel size and particle sizes")

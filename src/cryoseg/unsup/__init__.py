@@ -7,6 +7,23 @@ Submodules are imported on use, so `import cryoseg.unsup` loads neither torch no
 
 from ..lazy import lazy_exports
 
-_EXPORTS: dict[str, str] = {}
+_EXPORTS = {
+    "Slab": "slabs", "check_slab": "slabs", "choose_slabs": "slabs", "parse_slab": "slabs",
+    "structure_profile": "slabs",
+    "CanvasConfig": "canvas", "prepare_canvas": "canvas", "cut_tiles": "canvas", "join_tiles": "canvas",
+    "AffinitySource": "affinity", "FeatureAffinity": "affinity", "affinity_source": "affinity",
+    "affinity_source_names": "affinity",
+    "FeatureAffinityConfig": "affinity_config", "DiffusionAttentionConfig": "affinity_config",
+    "DiffusionAttention": "diffusion", "random_diffusion_source": "diffusion",
+    "spectral_maps": "spectral",
+    "AggregateConfig": "aggregate", "Aggregated": "aggregate", "aggregate_maps": "aggregate",
+    "orient_map": "aggregate", "smooth_along_z": "aggregate",
+    "MapConfig": "maps", "slice_map": "maps", "slab_maps": "maps",
+    "ThresholdConfig": "threshold", "adaptive_threshold": "threshold",
+    "RegionRules": "regions", "Separated": "regions", "split_regions": "regions", "separate_particles": "regions",
+    "merge_centres_3d": "regions", "cellpose_weights": "regions",
+    "LabelConfig": "labels", "SlabLabels": "labels", "label_slab": "labels", "particle_centres": "labels",
+    "StudentConfig": "student", "build_student": "student", "predict_slices": "student",
+}
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -27,12 +27,15 @@ class LabelConfig:
         particle_diameter_nm: (smallest, largest) diameter of a particle in nm; rounder regions in this range
             become particles (a ribosome is about 25-30 nm, a proteasome about 15 nm wide).
         min_circularity: 4πA/P² of a region to count as round.
-        membrane_distance_nm: a particle whose centre lies closer than this to membrane is dropped (it is more
-            likely a membrane bulge or a membrane-bound complex that the network should not learn as free).
+        membrane_distance_nm: a round region whose edge lies closer than this to membrane is dropped from the
+            particles (more likely a membrane bulge or a membrane-bound complex than a free particle).
         merge_distance_nm: detections on neighbouring slices closer than this in-plane are one particle.
         min_slices: a particle must be seen on at least this many slices (noise specks are seen on one).
         split_method: "auto" (CellPose where installed with its weights, else watershed), "watershed" or
             "cellpose".
+        min_contrast: a slice's structure must differ from its background in the image by at least this effect
+            size (Cohen's d of the grey values inside and outside the thresholded map); spectral maps always show
+            some pattern, even on pure noise or an empty slice, and this keeps it out of the pseudo-labels.
     """
 
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
@@ -42,6 +45,7 @@ class LabelConfig:
     merge_distance_nm: float = 10.0
     min_slices: int = 2
     split_method: str = "auto"
+    min_contrast: float = 0.5
 
     def __post_init__(self) -> None:
         lo, hi = self.particle_diameter_nm
@@ -50,6 +54,8 @@ class LabelConfig:
                              f"got {self.particle_diameter_nm}")
         if self.membrane_distance_nm < 0 or self.merge_distance_nm <= 0 or self.min_slices < 1:
             raise InputError("membrane_distance_nm must be >= 0, merge_distance_nm > 0 and min_slices >= 1")
+        if self.min_contrast < 0:
+            raise InputError(f"min_contrast must be >= 0, got {self.min_contrast}")
 
     def rules(self, voxel_nm: float) -> RegionRules:
         """The region rules in voxels of a tomogram with `voxel_nm` nm voxels."""
@@ -77,25 +83,43 @@ class SlabLabels:
                 "particle_voxels": int(np.count_nonzero(self.labels == PARTICLE)), "particles": len(self.centres)}
 
 
-def label_slab(maps: np.ndarray, voxel_nm: float, config: LabelConfig = LabelConfig()) -> SlabLabels:
+def contrast(image: np.ndarray, mask: np.ndarray) -> float:
+    """Cohen's d of the grey values of `image` inside and outside `mask` (both (H, W)): the difference of the means
+    over the pooled standard deviation; 0 when one side is empty or nothing differs."""
+    inside, outside = image[mask], image[~mask]
+    if inside.size < 2 or outside.size < 2:
+        return 0.0
+    diff = abs(float(inside.mean()) - float(outside.mean()))
+    pooled = np.sqrt((inside.var() * (inside.size - 1) + outside.var() * (outside.size - 1)) / (image.size - 2))
+    if pooled == 0:
+        return 0.0 if diff == 0 else float("inf")
+    return diff / float(pooled)
+
+
+def label_slab(maps: np.ndarray, images: np.ndarray, voxel_nm: float, config: LabelConfig = LabelConfig()
+               ) -> SlabLabels:
     """Threshold, split and classify each slice of a slab's structure maps.
 
     Args:
         maps: (Z, H, W) float in [0, 1], structures high (`maps.slab_maps`).
+        images: (Z, H, W) the slab's slices, for the contrast check (`LabelConfig.min_contrast`).
         voxel_nm: the tomogram's in-plane voxel size in nm.
         config: see `LabelConfig`.
 
     Returns:
         `SlabLabels`.
     """
-    if maps.ndim != 3:
-        raise InputError(f"structure maps must be (Z, H, W), got shape {maps.shape}")
+    if maps.ndim != 3 or images.shape != maps.shape:
+        raise InputError(f"structure maps must be (Z, H, W) like their slices, got {maps.shape} and {images.shape}")
     rules = config.rules(voxel_nm)
     labels = np.zeros(maps.shape, dtype=np.uint8)
     per_slice = []
     for z, plane in enumerate(maps):
-        regions = split_regions(adaptive_threshold(plane, config.threshold),
-                                min_distance=max(2, int(rules.min_diameter / 2)), method=config.split_method)
+        binary = adaptive_threshold(plane, config.threshold)
+        if contrast(np.asarray(images[z], dtype=np.float64), binary) < config.min_contrast:
+            per_slice.append(np.zeros((0, 2)))
+            continue
+        regions = split_regions(binary, min_distance=max(2, int(rules.min_diameter / 2)), method=config.split_method)
         parts = separate_particles(regions, rules)
         labels[z][parts.membrane] = MEMBRANE
         labels[z][parts.particles] = PARTICLE
