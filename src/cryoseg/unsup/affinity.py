@@ -17,7 +17,7 @@ neither torch nor diffusers; `diffusion` is imported only when a diffusion model
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -57,9 +57,10 @@ class AffinitySource(Protocol):
         """(h, w) of the affinity grid for a (tile_size, tile_size) tile."""
         ...
 
-    def affinity(self, tile: np.ndarray) -> np.ndarray:
+    def affinity(self, tile: np.ndarray, zoom: float = 1.0) -> np.ndarray:
         """(T, T) float32 tile in [0, 1], already pre-processed -> (h * w, h * w) float32, rows sum to 1, cells
-        row-major over (y, x) of `grid(T)`."""
+        row-major over (y, x) of `grid(T)`. `zoom`: canvas pixels per slice pixel (how much the pre-processing
+        enlarged the slice); a source with scales in pixels multiplies them by it."""
         ...
 
     def signature(self) -> dict[str, Any]:
@@ -95,6 +96,7 @@ class FeatureAffinity:
     def __init__(self, config: FeatureAffinityConfig | None = None) -> None:
         self.config = config or FeatureAffinityConfig()
         self.extractor = FilterBankExtractor(self.config.filterbank)
+        self._zoomed: dict[float, FilterBankExtractor] = {1.0: self.extractor}
         self._spatial: tuple[tuple[int, int], np.ndarray] | None = None  # the last grid's squared distances
 
     def grid(self, tile_size: int) -> tuple[int, int]:
@@ -111,24 +113,38 @@ class FeatureAffinity:
         return {"name": self.name, "source": "filterbank-features", "weights": "built-in",
                 "algorithm_version": _FEATURE_AFFINITY_VERSION, "cell": self.config.cell, **cfg}
 
-    def features(self, tile: np.ndarray) -> np.ndarray:
-        """Standardised filter-bank features of a checked tile: (h * w, C) float32, cells row-major over (y, x)."""
-        fm = self.extractor.extract(tile[None])
+    def _extractor(self, zoom: float) -> FilterBankExtractor:
+        """The filter bank with its scales multiplied by `zoom`, so that it sees the slice's structures at the
+        sizes it was designed for (a 200-pixel slice on a 1024 canvas is enlarged 5x: unscaled filters would see
+        only pixel noise). The grid (stride) stays in canvas pixels."""
+        key = round(float(zoom), 3)
+        if key not in self._zoomed:
+            base = self.config.filterbank
+            self._zoomed[key] = FilterBankExtractor(replace(base, sigmas=tuple(s * key for s in base.sigmas)))
+        return self._zoomed[key]
+
+    def features(self, tile: np.ndarray, zoom: float = 1.0) -> np.ndarray:
+        """Standardised filter-bank features of a checked tile: (h * w, C) float32, cells row-major over (y, x);
+        `zoom` as in `affinity`."""
+        fm = self._extractor(zoom).extract(tile[None])
         c = fm.features.shape[1]
         return np.ascontiguousarray(fm.features[0].reshape(c, -1).T)
 
-    def affinity(self, tile: np.ndarray) -> np.ndarray:
+    def affinity(self, tile: np.ndarray, zoom: float = 1.0) -> np.ndarray:
         """The affinity of one tile.
 
         Args:
             tile: (T, T) real array in [0, 1] (pre-processed).
+            zoom: canvas pixels per slice pixel; the filter scales are multiplied by it (see `_extractor`).
 
         Returns:
             (h * w, h * w) float32, rows sum to 1, (h, w) = `grid(T)`, cells row-major over (y, x).
         """
         arr = check_tile(tile)
         grid = self.grid(arr.shape[0])
-        feats = self.features(arr)
+        if not np.isfinite(zoom) or zoom <= 0:
+            raise InputError(f"zoom must be a positive number, got {zoom!r}")
+        feats = self.features(arr, zoom)
         cfg = self.config
         if cfg.kernel == "cosine":
             norms = np.linalg.norm(feats, axis=1, keepdims=True)

@@ -352,11 +352,12 @@ class DiffusionAttention:
                 "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
                 "config": asdict(self.config)}
 
-    def affinity(self, tile: np.ndarray) -> np.ndarray:
+    def affinity(self, tile: np.ndarray, zoom: float = 1.0) -> np.ndarray:
         """The affinity of one tile.
 
         Args:
             tile: (T, T) real array in [0, 1] (pre-processed), T a multiple of `grid`'s requirement.
+            zoom: ignored: Stable Diffusion sees every tile at its own 512 scale, as in the reference.
 
         Returns:
             (h * w, h * w) float32, rows sum to 1, (h, w) = `grid(T)`, cells row-major over (y, x); row i is

@@ -53,9 +53,10 @@ def slice_map(image: np.ndarray, source: AffinitySource, config: MapConfig = Map
 
     tile = config.canvas.tile
     grid = source.grid(tile)
+    zoom = float(np.sqrt(config.canvas.canvas ** 2 / (image.shape[0] * image.shape[1])))  # canvas px per slice px
     maps = []
     for piece in cut_tiles(prepare_canvas(image, config.canvas), tile):
-        spectral = spectral_maps(source.affinity(piece), grid, config.n_maps)
+        spectral = spectral_maps(source.affinity(piece, zoom), grid, config.n_maps)
         merged = aggregate_maps(spectral, config.aggregate).map
         maps.append(transform.resize(merged, (tile, tile), order=3, mode="edge"))
     return np.clip(join_tiles(np.stack(maps), image.shape), 0.0, 1.0)
