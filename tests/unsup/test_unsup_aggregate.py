@@ -149,3 +149,17 @@ def test_smooth_bad_input():
         smooth_along_z(np.zeros((S, S)))
     with pytest.raises(InputError, match=r"\[0, 1\]"):
         smooth_along_z(np.full((3, S, S), 2.0))
+
+
+def test_localised_maps_take_no_part():
+    from cryoseg.unsup.aggregate import participation
+
+    yy, xx = np.mgrid[:32, :32]
+    structure = (np.hypot(yy - 16, xx - 16) < 6).astype(float) + 0.01 * xx
+    dot = np.zeros((32, 32))
+    dot[5, 5] = 1.0  # an eigenvector localised on one weakly linked cell
+    assert participation(dot) == pytest.approx(1 / 1024) and participation(np.ones((4, 4))) == pytest.approx(1.0)
+    result = aggregate_maps(np.stack([dot, structure]))
+    assert result.used[0] == 1 and 0 not in result.used
+    # with only localised maps, the least localised is used rather than none
+    assert aggregate_maps(np.stack([dot, dot * 0.5 + np.roll(dot, 7)])).used == (1,)

@@ -37,6 +37,10 @@ class AggregateConfig:
         min_ssim: only maps with SSIM to the current base above this are merge candidates.
         max_merges: most maps merged into the base.
         patch, stride: patch side and step of the diversity score, in map pixels.
+        min_participation: maps whose participation ratio ((Σm²)² / (N Σm⁴): 1 for a map spread evenly, 1/N for
+            one lit cell) is below this take no part. Weakly linked cells give eigenvectors localised on a few
+            cells; oriented, such a map is a dark tile with one bright dot, and its single region makes it look
+            like the best base (not in the reference, whose diffusion attention rarely has such cells).
     """
 
     keep: int = 10
@@ -46,6 +50,7 @@ class AggregateConfig:
     max_merges: int = 10
     patch: int = 4
     stride: int = 2
+    min_participation: float = 0.02
 
     def __post_init__(self) -> None:
         if self.keep < 1 or self.max_merges < 0:
@@ -54,6 +59,8 @@ class AggregateConfig:
             raise InputError("max_contours_base and max_contours_merged must be >= 1")
         if not -1.0 <= self.min_ssim <= 1.0:
             raise InputError(f"min_ssim must be in [-1, 1] (an SSIM), got {self.min_ssim}")
+        if not 0 <= self.min_participation <= 1:
+            raise InputError(f"min_participation must be in [0, 1], got {self.min_participation}")
         if self.patch < 2 or self.stride < 1:
             raise InputError(f"patch must be >= 2 and stride >= 1, got {self.patch} and {self.stride}")
 
@@ -120,6 +127,14 @@ def diversity_score(m: np.ndarray, patch: int = AggregateConfig.patch, stride: i
     return float(windows.std(axis=(-2, -1)).std())
 
 
+def participation(m: np.ndarray) -> float:
+    """Participation ratio of a map (any shape, real): (Σm²)² / (N Σm⁴), 1 when every cell carries the same
+    weight, 1/N when one cell carries it all; 0 for an all-zero map."""
+    sq = np.square(np.asarray(m, dtype=np.float64)).ravel()
+    fourth = float(np.sum(sq * sq))
+    return float(np.sum(sq)) ** 2 / (sq.size * fourth) if fourth > 0 else 0.0
+
+
 def aggregate_maps(maps: np.ndarray, config: AggregateConfig | None = None) -> Aggregated:
     """One structure map from a tile's spectral maps: a base map chosen and similar maps merged into it.
 
@@ -141,7 +156,11 @@ def aggregate_maps(maps: np.ndarray, config: AggregateConfig | None = None) -> A
     maps = np.asarray(maps)
     if maps.ndim != 3 or maps.shape[0] < 1:
         raise InputError(f"maps must be (K, h, w) with K >= 1, got shape {maps.shape}")
-    oriented = [orient_map(m).astype(np.float64) for m in maps[: config.keep]]
+    spread = [participation(m) for m in maps[: config.keep]]
+    kept = [i for i, p in enumerate(spread) if p >= config.min_participation]
+    if not kept:  # every map localised: keep the least localised rather than none
+        kept = [int(np.argmax(spread))]
+    oriented = [orient_map(maps[i]).astype(np.float64) for i in kept]
     _check_map(oriented[0], min_side=max(MIN_SIDE, config.patch))
     regions = [count_regions(m) for m in oriented]
     diversity = [diversity_score(m, config.patch, config.stride) for m in oriented]
@@ -176,6 +195,7 @@ def aggregate_maps(maps: np.ndarray, config: AggregateConfig | None = None) -> A
         _, i, base, base_diversity = best
         used.append(i)
         remaining.remove(i)
+    used = [kept[i] for i in used]
     logger.debug("aggregate_maps: merged maps %s", used)
     return Aggregated(map=base.astype(np.float32), used=tuple(used))
 

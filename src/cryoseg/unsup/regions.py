@@ -87,8 +87,9 @@ class Separated:
         particles: (H, W) bool, the particle regions.
         membrane: (H, W) bool, every other foreground region.
         centres: (N, 2) float64 particle centroids, (y, x) in pixels, in label order.
-        dropped: (H, W) bool, round regions of a particle's size too close to membrane: neither particle nor
-            membrane (the reference drops them from both); a caller may mark them as "ignore" in training.
+        dropped: (H, W) bool, neither particle nor membrane: round regions of a particle's size too close to
+            membrane (the reference drops them from both), and specks smaller than the smallest particle (threshold
+            noise; a membrane's region is long, never that small); a caller may mark them as "ignore" in training.
     """
 
     particles: np.ndarray
@@ -195,7 +196,9 @@ def separate_particles(labels: np.ndarray, rules: RegionRules | None = None) -> 
     candidates = [r for r in props if _is_round(r, rules)]
     keep = np.zeros(int(labels.max(initial=0)) + 1, dtype=bool)
     keep[np.array([r.label for r in candidates], dtype=int)] = True
-    membrane = (labels > 0) & ~keep[labels]
+    speck = np.zeros_like(keep)  # smaller than the smallest particle: threshold noise, neither class
+    speck[np.array([r.label for r in props if r.equivalent_diameter_area < rules.min_diameter], dtype=int)] = True
+    membrane = (labels > 0) & ~keep[labels] & ~speck[labels]
 
     centres = np.array([r.centroid for r in candidates], dtype=np.float64).reshape(-1, 2)
     if membrane.any() and len(candidates):
@@ -208,7 +211,7 @@ def separate_particles(labels: np.ndarray, rules: RegionRules | None = None) -> 
     particle_ids[np.array([r.label for r, n in zip(candidates, near) if not n], dtype=int)] = True
     dropped_ids = keep & ~particle_ids
     return Separated(particles=particle_ids[labels], membrane=membrane, centres=centres[~near],
-                     dropped=dropped_ids[labels])
+                     dropped=(dropped_ids | speck)[labels])
 
 
 def merge_centres_3d(centres_per_slice: Sequence[np.ndarray], z_indices: Sequence[int], radius: float,
