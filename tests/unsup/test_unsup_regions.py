@@ -237,3 +237,13 @@ def test_merge_centres_bad_input():
     with pytest.raises(InputError, match=r"\(N, 2\)"):
         merge_centres_3d([np.zeros((3, 3))], [0], radius=3.0)
     assert merge_centres_3d([np.zeros((0, 2))] * 3, [0, 1, 2], radius=3.0).shape == (0, 3)
+
+
+def test_short_non_round_regions_are_not_membrane():
+    band = _band()  # long: membrane
+    stub = np.zeros_like(band)
+    stub[80:84, 10:24] = True  # 14 pixels long, thin: threshold noise when membranes must be 30 long
+    rules = RegionRules(min_membrane_length=30)
+    out = separate_particles(label(band | stub), rules)
+    assert np.array_equal(out.membrane, band) and np.array_equal(out.dropped, stub)
+    assert np.array_equal(separate_particles(label(band | stub)).membrane, band | stub)  # default: no length rule

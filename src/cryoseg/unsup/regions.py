@@ -56,6 +56,9 @@ class RegionRules:
             while `min_solidity` keeps arcs and C shapes, whose hull is round, out.
         min_solidity: smallest area / convex-hull area of a particle (a disc 1.0, a noisy blob 0.85-0.95, a
             quarter of a vesicle's membrane well under 0.5).
+        min_membrane_length: a region that is not a particle is membrane only if its major axis is at least this
+            long; shorter ones are threshold noise (neither class). A membrane is a long sheet: its trace in a
+            slice is long even where it is cut at an angle.
         min_membrane_distance: a round region is a particle only if the gap between it and membrane (its
             centre's distance to the nearest membrane voxel minus its equivalent radius) is at least this; a
             region touching membrane has a gap of about 1.
@@ -65,6 +68,7 @@ class RegionRules:
     max_diameter: float = 30.0
     min_circularity: float = 0.92
     min_solidity: float = 0.8
+    min_membrane_length: float = 0.0
     min_membrane_distance: float = 2.0
 
     def __post_init__(self) -> None:
@@ -197,7 +201,8 @@ def separate_particles(labels: np.ndarray, rules: RegionRules | None = None) -> 
     keep = np.zeros(int(labels.max(initial=0)) + 1, dtype=bool)
     keep[np.array([r.label for r in candidates], dtype=int)] = True
     speck = np.zeros_like(keep)  # smaller than the smallest particle: threshold noise, neither class
-    speck[np.array([r.label for r in props if r.equivalent_diameter_area < rules.min_diameter], dtype=int)] = True
+    speck[np.array([r.label for r in props if r.equivalent_diameter_area < rules.min_diameter or
+                    (not keep[r.label] and r.axis_major_length < rules.min_membrane_length)], dtype=int)] = True
     membrane = (labels > 0) & ~keep[labels] & ~speck[labels]
 
     centres = np.array([r.centroid for r in candidates], dtype=np.float64).reshape(-1, 2)
