@@ -33,6 +33,7 @@ def test_run_does_pseudo_labels_training_and_segmentation(tmp_path, tomo, true_c
     assert (seg / "preview.png").stat().st_size > 0 and (seg / "particles.star").is_file()
     report = json.loads((seg / "report.json").read_text())
     assert report["kind"] == "unsup-segmentation" and report["class_names"] == ["membrane", "particle"]
+    assert report["labels"]["particle_diameter_nm"] == [8.0, 40.0] and report["model"].endswith("model")
     picks = read_particles(seg / "particles.csv")
     assert len(picks) == report["particles"]
 

@@ -135,9 +135,3 @@ def test_student_learns_the_pseudo_labels_and_reloads_identically(pseudo, tmp_pa
     files = first.save(tmp_path / "seg")
     assert {"labels", "particles.csv", "particles.star", "preview", "report", "probability_membrane"} <= set(files)
     assert read_volume(files["labels"]).voxel_size == (10.0, 10.0, 10.0)
-
-
-def test_pure_noise_gives_no_pseudo_labels():
-    noise = Volume(np.random.default_rng(3).normal(size=(6, 96, 96)).astype(np.float32), voxel_size=10.0)
-    with pytest.raises(NoStructureError):
-        pseudo_labels([noise], [Slab(0, 0, 6)], SMALL_CANVAS)

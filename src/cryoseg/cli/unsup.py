@@ -193,7 +193,7 @@ def segment_command(
     check_output_dir(output, overwrite, [model, tomogram])
     (volume,) = _read([tomogram], voxel_size, nan_policy)
     result = segment(model, volume, labels, probabilities=probabilities, **_set({"device": device}))
-    result.save(output, [model], record={"model": str(model)})
+    result.save(output, [model])
     counts = result.counts()
     say(f"{counts['particles']} particles, {counts['membrane_voxels']} membrane voxels; wrote {output}")
 

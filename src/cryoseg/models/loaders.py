@@ -150,7 +150,6 @@ def _hf_progress() -> Iterator[None]:
 
 def _from_folder(spec: ModelSpec, folder: Path) -> Any:
     """`from_pretrained` on a local folder (never the network), checking the architecture and every key."""
-    import torch
     import transformers
 
     cls = getattr(transformers, spec.hf_class or "")
@@ -162,24 +161,33 @@ def _from_folder(spec: ModelSpec, folder: Path) -> Any:
     if declared != expected:
         raise InputError(f"folder {folder} holds a '{declared}' model but '{spec.name}' needs '{expected}' "
                          f"({spec.hf_class})")
+    with _hf_progress():
+        return load_checked(cls, folder, spec.name)
+
+
+def load_checked(cls: Any, folder: Path, name: str) -> Any:
+    """`cls.from_pretrained(folder)` in float32 from local files only (transformers or diffusers classes), in eval
+    mode; an unreadable file is a `CorruptFileError`, missing or shape-mismatched weights an `InputError`, each in
+    one line naming model `name` and the folder."""
+    import torch
+
+    dtype = {"torch_dtype" if cls.__module__.startswith("diffusers") else "dtype": torch.float32}
     try:
-        with _hf_progress():
-            model, info = cls.from_pretrained(str(folder), local_files_only=True, output_loading_info=True,
-                                              dtype=torch.float32)
+        model, info = cls.from_pretrained(str(folder), local_files_only=True, output_loading_info=True, **dtype)
     except (OSError, ValueError, RuntimeError, KeyError, EOFError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CorruptFileError(f"cannot load model '{spec.name}' from {folder}: {first}") from exc
+        raise CorruptFileError(f"cannot load model '{name}' from {folder}: {first}") from exc
     except Exception as exc:  # e.g. safetensors' own error type on a truncated file
         if type(exc).__module__.split(".")[0] not in ("safetensors", "huggingface_hub"):
             raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CorruptFileError(f"cannot load model '{spec.name}' from {folder}: {first}") from exc
+        raise CorruptFileError(f"cannot load model '{name}' from {folder}: {first}") from exc
     missing = sorted(info.get("missing_keys") or [])
     mismatched = sorted(str(k[0]) if isinstance(k, tuple) else str(k) for k in (info.get("mismatched_keys") or []))
     if missing or mismatched:
         bad = missing or mismatched
         what = "missing" if missing else "shape-mismatched"
-        raise InputError(f"weights in {folder} do not fit model '{spec.name}': {len(bad)} {what} key(s) "
+        raise InputError(f"weights in {folder} do not fit model '{name}': {len(bad)} {what} key(s) "
                          f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''})")
     return model.eval()
 

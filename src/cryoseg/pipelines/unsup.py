@@ -419,6 +419,7 @@ class UnsupSegmentation:
         particles: particle centres (z, y, x voxels).
         probabilities: (3, Z, Y, X) float32 class probabilities, or None.
         seconds: wall-clock seconds per stage.
+        record: the model and the settings used, for the report.
         volume: the segmented tomogram (for the preview; not copied).
     """
 
@@ -426,6 +427,7 @@ class UnsupSegmentation:
     particles: Particles
     probabilities: np.ndarray | None
     seconds: dict[str, float]
+    record: dict[str, Any] = field(default_factory=dict)
     volume: Volume | None = field(default=None, repr=False, compare=False)
 
     def counts(self) -> dict[str, int]:
@@ -433,8 +435,7 @@ class UnsupSegmentation:
                 "particle_voxels": int(np.count_nonzero(self.labels.data == PARTICLE)),
                 "particles": len(self.particles)}
 
-    def save(self, outdir: str | Path, inputs: Sequence[str | Path] = (), record: dict[str, Any] | None = None
-             ) -> dict[str, Path]:
+    def save(self, outdir: str | Path, inputs: Sequence[str | Path] = ()) -> dict[str, Path]:
         """Write labels.mrc, the particle files, probability maps (when kept), preview.png and report.json (last)
         into `outdir`; returns {name: path}."""
         from ..io.atomic import staged_folder
@@ -462,7 +463,7 @@ class UnsupSegmentation:
                                                 title=f"unsupervised: {self.counts()['particles']} particle(s)")
             files["report"] = write_report(stage / REPORT, kind="unsup-segmentation", class_names=list(CLASS_NAMES),
                                            voxel_size=list(vs), **self.counts(), seconds=self.seconds,
-                                           files={k: p.name for k, p in files.items()}, **(record or {}))
+                                           files={k: p.name for k, p in files.items()}, **self.record)
         return {k: outdir / p.name for k, p in files.items()}
 
 
@@ -497,8 +498,9 @@ def segment(model_dir: str | Path, volume: Volume, labels: LabelConfig = LabelCo
     with timer("particles"):
         classes = prob.argmax(axis=0).astype(np.uint8)
         centres = particle_centres(classes, voxel_nm, labels)
+    record = {"model": str(model_dir), "labels": _settings(labels), "batch_size": batch_size}
     return UnsupSegmentation(Volume(classes, volume.voxel_size, volume.origin), Particles(centres),
-                             prob if probabilities else None, timer.seconds, volume=volume)
+                             prob if probabilities else None, timer.seconds, record, volume=volume)
 
 
 @dataclass
@@ -530,5 +532,5 @@ def run(volumes: Sequence[Volume], outdir: str | Path, slabs: Sequence[Slab] | N
     for name, volume in zip(pseudo.tomograms, volumes):
         result = segment(training.model_dir, volume, pseudo_config.labels, device=device)
         folders.append(outdir / "segment" / name)
-        result.save(folders[-1], inputs, record={"model": str(training.model_dir)})
+        result.save(folders[-1], inputs)
     return UnsupRun(pseudo, training, folders)

@@ -24,6 +24,11 @@ _EXPORTS = {
     "merge_centres_3d": "regions", "cellpose_weights": "regions",
     "LabelConfig": "labels", "SlabLabels": "labels", "label_slab": "labels", "particle_centres": "labels",
     "StudentConfig": "student", "build_student": "student", "predict_slices": "student",
+    # the method end to end (`cryoseg.pipelines.unsup`)
+    "PseudoLabelConfig": "cryoseg.pipelines.unsup", "StudentTrainConfig": "cryoseg.pipelines.unsup",
+    "PseudoLabels": "cryoseg.pipelines.unsup", "UnsupSegmentation": "cryoseg.pipelines.unsup",
+    "NoStructureError": "cryoseg.pipelines.unsup", "pseudo_labels": "cryoseg.pipelines.unsup",
+    "train_student": "cryoseg.pipelines.unsup", "segment": "cryoseg.pipelines.unsup", "run": "cryoseg.pipelines.unsup",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 
 from ..errors import CorruptFileError, InputError
 from ..models.diffusion_configs import SD_SCHEDULER, DiffusionModels, build_random_diffusion, builtin_diffusion_hash
+from ..models.loaders import load_checked
 from ..models.weights import WeightsLocation, weights_hash
 from .affinity_config import DiffusionAttentionConfig, check_tile
 
@@ -126,30 +127,6 @@ def _check_part_configs(folder: Path, name: str) -> None:
                          "CLIP text encoder (clip_text_model)")
 
 
-def _from_pretrained(cls: Any, folder: Path, name: str) -> Any:
-    """`cls.from_pretrained(folder)` from local files only, refusing missing or mismatched weights."""
-    try:
-        model, info = cls.from_pretrained(str(folder), local_files_only=True, output_loading_info=True,
-                                          **({"torch_dtype": torch.float32} if cls.__module__.startswith("diffusers")
-                                             else {"dtype": torch.float32}))
-    except (OSError, ValueError, RuntimeError, KeyError, EOFError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CorruptFileError(f"cannot load model '{name}' from {folder}: {first}") from exc
-    except Exception as exc:  # e.g. safetensors' own error type on a truncated file
-        if type(exc).__module__.split(".")[0] not in ("safetensors", "huggingface_hub"):
-            raise
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CorruptFileError(f"cannot load model '{name}' from {folder}: {first}") from exc
-    missing = sorted(info.get("missing_keys") or [])
-    mismatched = sorted(str(k[0]) if isinstance(k, tuple) else str(k) for k in (info.get("mismatched_keys") or []))
-    if missing or mismatched:
-        bad = missing or mismatched
-        what = "missing" if missing else "shape-mismatched"
-        raise InputError(f"weights in {folder} do not fit model '{name}': {len(bad)} {what} key(s) "
-                         f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''})")
-    return model.eval()
-
-
 def load_pipeline_folder(folder: Path, name: str) -> tuple[DiffusionModels, list[int]]:
     """The UNet, VAE and text encoder of a diffusers pipeline folder (float32, CPU, eval mode), its noise schedule
     (scheduler/scheduler_config.json, else SD v1's) and the empty prompt's token ids.
@@ -162,9 +139,9 @@ def load_pipeline_folder(folder: Path, name: str) -> tuple[DiffusionModels, list
     from transformers import CLIPTextModel
 
     _check_part_configs(folder, name)
-    unet = _from_pretrained(UNet2DConditionModel, folder / "unet", name)
-    vae = _from_pretrained(AutoencoderKL, folder / "vae", name)
-    text = _from_pretrained(CLIPTextModel, folder / "text_encoder", name)
+    unet = load_checked(UNet2DConditionModel, folder / "unet", name)
+    vae = load_checked(AutoencoderKL, folder / "vae", name)
+    text = load_checked(CLIPTextModel, folder / "text_encoder", name)
     scheduler = dict(SD_SCHEDULER)
     scheduler_file = folder / "scheduler" / "scheduler_config.json"
     if scheduler_file.is_file():  # SD v1.4 ships a PNDM config; only its noise schedule matters here
