@@ -163,3 +163,21 @@ def test_localised_maps_take_no_part():
     assert result.used[0] == 1 and 0 not in result.used
     # with only localised maps, the least localised is used rather than none
     assert aggregate_maps(np.stack([dot, dot * 0.5 + np.roll(dot, 7)])).used == (1,)
+
+
+def test_suppress_background_leaves_only_what_stands_above_the_texture():
+    from cryoseg.unsup.aggregate import suppress_background
+    from cryoseg.unsup.threshold import adaptive_threshold
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    blob = np.hypot(yy - 32, xx - 20) < 6
+    m = np.clip(0.3 + 0.08 * ndimage.gaussian_filter(rng.normal(size=(64, 64)), 1) * 4 + 0.6 * blob, 0, 1)
+    out = suppress_background(m)
+    assert out.dtype == np.float32 and out.min() == 0 and out.max() == pytest.approx(1.0)
+    assert np.all(out[blob] > 0) and np.mean(out[~blob] == 0) > 0.5
+    # the point: a local threshold marks a third of the raw map's texture, half as much of the suppressed one
+    before, after = adaptive_threshold(m)[~blob].mean(), adaptive_threshold(out)[~blob].mean()
+    assert before > 0.25 and after < 0.6 * before
+    assert adaptive_threshold(out)[blob].mean() > 0.5
+    assert np.all(suppress_background(np.full((8, 8), 0.4)) == 0)

@@ -17,7 +17,7 @@ _EXPORTS = {
     "DiffusionAttention": "diffusion", "random_diffusion_source": "diffusion",
     "spectral_maps": "spectral",
     "AggregateConfig": "aggregate", "Aggregated": "aggregate", "aggregate_maps": "aggregate",
-    "orient_map": "aggregate", "smooth_along_z": "aggregate",
+    "orient_map": "aggregate", "smooth_along_z": "aggregate", "suppress_background": "aggregate",
     "MapConfig": "maps", "slice_map": "maps", "slab_maps": "maps",
     "ThresholdConfig": "threshold", "adaptive_threshold": "threshold",
     "RegionRules": "regions", "Separated": "regions", "split_regions": "regions", "separate_particles": "regions",

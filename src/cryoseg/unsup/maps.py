@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import InputError
 from ..progress import track
 from .affinity import AffinitySource
-from .aggregate import AggregateConfig, aggregate_maps, smooth_along_z
+from .aggregate import AggregateConfig, aggregate_maps, smooth_along_z, suppress_background
 from .canvas import CanvasConfig, cut_tiles, join_tiles, prepare_canvas
 from .spectral import spectral_maps
 
@@ -26,12 +26,15 @@ class MapConfig:
         n_maps: spectral maps computed per tile (the aggregation keeps the first `aggregate.keep`).
         aggregate: selection and merging of the spectral maps.
         z_smoothing: replace slices that disagree with both agreeing neighbours, and blend the rest along z.
+        suppress_background: set each tile's map to 0 below its Otsu level (`aggregate.suppress_background`), as
+            the reference's diffusion attention maps are; the local threshold then marks structure, not texture.
     """
 
     canvas: CanvasConfig = field(default_factory=CanvasConfig)
     n_maps: int = 12
     aggregate: AggregateConfig = field(default_factory=AggregateConfig)
     z_smoothing: bool = True
+    suppress_background: bool = True
 
     def __post_init__(self) -> None:
         if self.n_maps < 2:
@@ -58,6 +61,8 @@ def slice_map(image: np.ndarray, source: AffinitySource, config: MapConfig = Map
     for piece in cut_tiles(prepare_canvas(image, config.canvas), tile):
         spectral = spectral_maps(source.affinity(piece, zoom), grid, config.n_maps)
         merged = aggregate_maps(spectral, config.aggregate).map
+        if config.suppress_background:
+            merged = suppress_background(merged)
         maps.append(transform.resize(merged, (tile, tile), order=3, mode="edge"))
     return np.clip(join_tiles(np.stack(maps), image.shape), 0.0, 1.0)
 
