@@ -69,3 +69,16 @@ def test_bad_inputs_get_one_line_and_write_nothing(tmp_path, tomo, cli_refuses, 
     cli_refuses(["unsup", "run", novs, "-o", out], "voxel size", tmp_path)
     cli_refuses(["unsup", "train", tmp_path, "-o", out], "not a pseudo-label folder", tmp_path)
     cli_refuses(["unsup", "segment", tmp_path, tomo, "-o", out], "is incomplete: missing model.safetensors", tmp_path)
+
+
+def test_without_monai_the_student_commands_refuse_before_any_work(tmp_path, tomo, cli_refuses, monkeypatch):
+    import cryoseg.models.registry as registry
+
+    real = registry.is_installed
+    monkeypatch.setattr(registry, "is_installed", lambda name: name != "monai" and real(name))
+    out = tmp_path / "out"
+    cli_refuses(["unsup", "run", tomo, "-o", out, *FAST], "the student network needs monai", tmp_path)
+    cli_refuses(["unsup", "train", tmp_path, "-o", out], "pip install 'cryoseg[models]'", tmp_path)
+    cli_refuses(["unsup", "segment", tmp_path, tomo, "-o", out], "needs monai", tmp_path)
+    # the pseudo-labels need neither torch nor MONAI
+    assert main(["unsup", "pseudo-labels", str(tomo), "-o", str(out), "--slab", "toy:2:6", *FAST]) == 0

@@ -163,8 +163,9 @@ def train_command(
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Train the student U-Net on pseudo-labels (cross-entropy plus Dice)."""
-    from ..pipelines.unsup import PseudoLabels, train_student
+    from ..pipelines.unsup import PseudoLabels, require_student_packages, train_student
 
+    require_student_packages()
     config = _train_config(epochs, patience, lr, crops_per_epoch, patch, seed)
     check_output_dir(output, overwrite or resume, [pseudo])
     result = train_student(PseudoLabels.load(pseudo), output, config, resume=resume, **_set({"device": device}))
@@ -187,8 +188,9 @@ def segment_command(
     nan_policy: str | None = NAN_POLICY,
 ) -> None:
     """Segment a whole tomogram into membrane and particles with a trained student."""
-    from ..pipelines.unsup import segment
+    from ..pipelines.unsup import require_student_packages, segment
 
+    require_student_packages()
     labels = _label_config(particle_diameter)
     check_output_dir(output, overwrite, [model, tomogram])
     (volume,) = _read([tomogram], voxel_size, nan_policy)
@@ -223,8 +225,9 @@ def run_command(
     nan_policy: str | None = NAN_POLICY,
 ) -> None:
     """Pseudo-labels, student training and segmentation of every tomogram, in one go."""
-    from ..pipelines.unsup import run
+    from ..pipelines.unsup import require_student_packages, run
 
+    require_student_packages()
     pseudo_config = _pseudo_config(features, weights, n_slabs, slab_thickness, particle_diameter, canvas, tile)
     train_config = _train_config(epochs, patience, lr, crops_per_epoch, patch, seed)
     slabs = _slabs(slab, tomograms)

@@ -203,6 +203,18 @@ class PseudoLabels:
         return cls(slabs, tomograms, sources, tuple(meta["voxel_size"]), meta.get("chosen", "user"), record)
 
 
+def require_student_packages() -> None:
+    """Raise `MissingDependencyError` in one line when torch or MONAI, which the student network needs, is not
+    installed (checked before any work: the pseudo-labels alone need neither)."""
+    from ..errors import MissingDependencyError
+    from ..models.registry import MODELS_EXTRA_HINT, is_installed
+
+    missing = [name for name in ("torch", "monai") if not is_installed(name)]
+    if missing:
+        raise MissingDependencyError(f"the student network needs {', '.join(missing)}, not installed: "
+                                     f"{MODELS_EXTRA_HINT}")
+
+
 def _voxel_nm(volumes: Sequence[Volume]) -> float:
     """The tomograms' common in-plane voxel size in nm; refuses a missing one and tomograms of other sizes."""
     sizes = [v.require_voxel_size() for v in volumes]
@@ -329,6 +341,7 @@ def train_student(pseudo: PseudoLabels, outdir: str | Path, config: StudentTrain
     Returns:
         `StudentTrainResult`.
     """
+    require_student_packages()
     import torch
     from monai.losses import DiceCELoss
 
@@ -393,6 +406,7 @@ def train_student(pseudo: PseudoLabels, outdir: str | Path, config: StudentTrain
 
 def load_student(model_dir: str | Path, device: Any = None) -> tuple[Any, StudentConfig, dict[str, Any]]:
     """The student network (eval mode), its config and its report from a model folder."""
+    require_student_packages()
     import torch
 
     from ..models.device import resolve_device
@@ -523,6 +537,7 @@ def run(volumes: Sequence[Volume], outdir: str | Path, slabs: Sequence[Slab] | N
         train_config: StudentTrainConfig = StudentTrainConfig(), device: Any = None) -> UnsupRun:
     """Pseudo-labels, student training and segmentation of every tomogram, into `outdir`/{pseudo-labels, model,
     segment/<tomogram>}."""
+    require_student_packages()
     outdir = Path(outdir)
     inputs = [v.source for v in volumes if v.source]
     pseudo = pseudo_labels(volumes, slabs, pseudo_config, device)
