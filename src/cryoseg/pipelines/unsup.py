@@ -471,10 +471,10 @@ class UnsupSegmentation:
                     files[f"probability_{name}"] = write_volume(prob, stage / f"probability_{name}.mrc",
                                                                 inputs=inputs)
             if self.volume is not None:
-                point = self.particles.coords[0] if len(self.particles) else None
-                files["preview"] = save_preview(self.volume, stage / "preview.png", point=point,
+                files["preview"] = save_preview(self.volume, stage / "preview.png",  # through the centre
                                                 labels=self.labels.data, picks=self.particles.coords,
-                                                title=f"unsupervised: {self.counts()['particles']} particle(s)")
+                                                title=f"unsupervised: 1 membrane, 2 particle; "
+                                                      f"{self.counts()['particles']} particle(s)")
             files["report"] = write_report(stage / REPORT, kind="unsup-segmentation", class_names=list(CLASS_NAMES),
                                            voxel_size=list(vs), **self.counts(), seconds=self.seconds,
                                            files={k: p.name for k, p in files.items()}, **self.record)
