@@ -135,3 +135,17 @@ def test_student_learns_the_pseudo_labels_and_reloads_identically(pseudo, tmp_pa
     files = first.save(tmp_path / "seg")
     assert {"labels", "particles.csv", "particles.star", "preview", "report", "probability_membrane"} <= set(files)
     assert read_volume(files["labels"]).voxel_size == (10.0, 10.0, 10.0)
+
+
+def test_small_membrane_components_become_background():
+    from cryoseg.unsup.labels import LabelConfig, drop_small_membranes
+
+    labels = np.zeros((10, 40, 40), np.uint8)
+    labels[:, 5:7, 2:38] = 1  # a sheet: 10 x 2 x 36 = 720 voxels
+    labels[4:6, 30:33, 30:33] = 1  # a speck of 18 voxels
+    labels[2:5, 20:25, 10:15] = 2  # particles are left alone
+    out = drop_small_membranes(labels, 1.0, LabelConfig(membrane_volume_nm3=100))
+    assert np.array_equal(out[:, 5:7, 2:38], labels[:, 5:7, 2:38]) and not out[4:6, 30:33, 30:33].any()
+    assert np.count_nonzero(out == 2) == 75 and out.dtype == labels.dtype
+    # the voxel's volume counts: with 50 nm sections the speck holds 900 nm³ and stays
+    assert out.sum() < drop_small_membranes(labels, 50.0, LabelConfig(membrane_volume_nm3=100)).sum()

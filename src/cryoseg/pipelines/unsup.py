@@ -226,6 +226,11 @@ def _voxel_nm(volumes: Sequence[Volume]) -> float:
     return float(first[1]) / 10.0
 
 
+def _voxel_volume(volume: Volume) -> float:
+    """One voxel's volume in nm³."""
+    return float(np.prod(volume.voxel_size)) / 1000.0
+
+
 def _names(volumes: Sequence[Volume]) -> list[str]:
     from .output import tomogram_name
 
@@ -289,7 +294,7 @@ def pseudo_labels(volumes: Sequence[Volume], slabs: Sequence[Slab] | None = None
         with timer("maps"):
             maps = slab_maps(image, source, config.maps, description=f"maps of {slab.label(names)}")
         with timer("labels"):
-            labelled = label_slab(maps, image, voxel_nm, config.labels)
+            labelled = label_slab(maps, image, voxel_nm, config.labels, _voxel_volume(volumes[slab.volume]))
         centres = labelled.centres + [slab.start, 0, 0]
         items.append(SlabPseudoLabels(slab, image, maps, labelled.labels, centres))
         logger.debug("slab %s: %s", slab.label(names), items[-1].counts())
@@ -496,7 +501,7 @@ def segment(model_dir: str | Path, volume: Volume, labels: LabelConfig = LabelCo
     Returns:
         `UnsupSegmentation`.
     """
-    from ..unsup.labels import particle_centres
+    from ..unsup.labels import drop_small_membranes, particle_centres
     from ..unsup.student import normalise_slices, predict_slices
 
     timer = StageTimer()
@@ -510,7 +515,7 @@ def segment(model_dir: str | Path, volume: Volume, labels: LabelConfig = LabelCo
     with timer("predict"):
         prob = predict_slices(model, normalise_slices(volume.data), config, batch_size)
     with timer("particles"):
-        classes = prob.argmax(axis=0).astype(np.uint8)
+        classes = drop_small_membranes(prob.argmax(axis=0).astype(np.uint8), _voxel_volume(volume), labels)
         centres = particle_centres(classes, voxel_nm, labels)
     record = {"model": str(model_dir), "labels": _settings(labels), "batch_size": batch_size}
     return UnsupSegmentation(Volume(classes, volume.voxel_size, volume.origin), Particles(centres),

@@ -34,6 +34,10 @@ class LabelConfig:
             least this long (major axis); shorter ones are threshold noise. Membranes are long sheets (the smallest
             vesicles are about 40 nm across); on a simulated tomogram 30 nm raised the pseudo-labels' membrane IoU
             from 0.11 to 0.18 without losing a particle.
+        membrane_volume_nm3: a membrane is a sheet: a connected membrane component (in 3D, 26-connected) smaller
+            than this is noise and becomes background. A 30 × 30 nm patch of a 4 nm bilayer holds 3600 nm³. On a
+            simulated tomogram, dropping smaller components of the student's membrane raised its IoU from 0.40 to
+            0.59 at unchanged recall (2000-10000 nm³ all gave 0.56-0.59).
         merge_distance_nm: detections on neighbouring slices closer than this in-plane are one particle.
         min_slices: a particle must be seen on at least this many slices (noise specks are seen on one).
         split_method: "auto" (CellPose where installed with its weights, else watershed), "watershed" or
@@ -51,6 +55,7 @@ class LabelConfig:
     min_circularity: float | None = None
     membrane_distance_nm: float = 2.0
     membrane_length_nm: float = 30.0
+    membrane_volume_nm3: float = 3000.0
     merge_distance_nm: float = 10.0
     min_slices: int = 2
     split_method: str = "auto"
@@ -61,10 +66,11 @@ class LabelConfig:
         if not 0 < lo < hi:
             raise InputError(f"particle_diameter_nm must be (smallest, largest) with 0 < smallest < largest, "
                              f"got {self.particle_diameter_nm}")
-        if (self.membrane_distance_nm < 0 or self.membrane_length_nm < 0 or self.merge_distance_nm <= 0
+        if (self.membrane_distance_nm < 0 or self.membrane_length_nm < 0 or self.membrane_volume_nm3 < 0
+                or self.merge_distance_nm <= 0
                 or self.min_slices < 1):
-            raise InputError("membrane_distance_nm and membrane_length_nm must be >= 0, merge_distance_nm > 0 and "
-                             "min_slices >= 1")
+            raise InputError("membrane_distance_nm, membrane_length_nm and membrane_volume_nm3 must be >= 0, "
+                             "merge_distance_nm > 0 and min_slices >= 1")
         if self.min_contrast < 0:
             raise InputError(f"min_contrast must be >= 0, got {self.min_contrast}")
 
@@ -95,6 +101,27 @@ class SlabLabels:
                 "particle_voxels": int(np.count_nonzero(self.labels == PARTICLE)), "particles": len(self.centres)}
 
 
+def drop_small_membranes(labels: np.ndarray, voxel_volume_nm3: float, config: LabelConfig = LabelConfig()
+                         ) -> np.ndarray:
+    """Labels with the membrane components smaller than `config.membrane_volume_nm3` set to background.
+
+    Args:
+        labels: (Z, H, W) integer labels (`MEMBRANE` for membrane).
+        voxel_volume_nm3: the volume of one voxel in nm³ (z, y and x sizes multiplied).
+
+    Returns:
+        (Z, H, W) labels of the same dtype (a copy).
+    """
+    out = np.array(labels, copy=True)
+    min_voxels = config.membrane_volume_nm3 / voxel_volume_nm3
+    components, n = ndimage.label(out == MEMBRANE, structure=np.ones((3, 3, 3), bool))
+    if n:
+        small = np.bincount(components.ravel()) < min_voxels
+        small[0] = False
+        out[small[components]] = BACKGROUND
+    return out
+
+
 def contrast(image: np.ndarray, mask: np.ndarray) -> float:
     """Cohen's d of the grey values of `image` inside and outside `mask` (both (H, W)): the difference of the means
     over the pooled standard deviation; 0 when one side is empty or nothing differs."""
@@ -108,8 +135,8 @@ def contrast(image: np.ndarray, mask: np.ndarray) -> float:
     return diff / float(pooled)
 
 
-def label_slab(maps: np.ndarray, images: np.ndarray, voxel_nm: float, config: LabelConfig = LabelConfig()
-               ) -> SlabLabels:
+def label_slab(maps: np.ndarray, images: np.ndarray, voxel_nm: float, config: LabelConfig = LabelConfig(),
+               voxel_volume_nm3: float | None = None) -> SlabLabels:
     """Threshold, split and classify each slice of a slab's structure maps.
 
     Args:
@@ -117,6 +144,7 @@ def label_slab(maps: np.ndarray, images: np.ndarray, voxel_nm: float, config: La
         images: (Z, H, W) the slab's slices, for the contrast check (`LabelConfig.min_contrast`).
         voxel_nm: the tomogram's in-plane voxel size in nm.
         config: see `LabelConfig`.
+        voxel_volume_nm3: one voxel's volume in nm³ (default voxel_nm³, isotropic voxels).
 
     Returns:
         `SlabLabels`.
@@ -139,7 +167,8 @@ def label_slab(maps: np.ndarray, images: np.ndarray, voxel_nm: float, config: La
         per_slice.append(parts.centres)
     centres = merge_centres_3d(per_slice, range(len(maps)), radius=config.merge_distance_nm / voxel_nm,
                                min_slices=min(config.min_slices, len(maps)))
-    return SlabLabels(labels, centres)
+    volume = voxel_volume_nm3 if voxel_volume_nm3 is not None else voxel_nm ** 3
+    return SlabLabels(drop_small_membranes(labels, volume, config), centres)
 
 
 def particle_centres(labels: np.ndarray, voxel_nm: float, config: LabelConfig = LabelConfig()) -> np.ndarray:
