@@ -8,7 +8,8 @@ Rows per dataset:
   * pseudo-labels    the pseudo-labels alone, scored on the slab slices they cover;
   * student          the student U-Net trained on them, on the whole volume (and on the slab slices, for a
                      like-for-like comparison with the pseudo-labels);
-  * baseline         Gaussian filter + Otsu threshold + the same region splitting and particle rules;
+  * baseline         Gaussian filter + Otsu threshold + the same region splitting, particle rules and removal of
+                     small membrane components;
   * LoG              Laplacian-of-Gaussian blobs at the particles' radius (particles only).
 Scores: membrane IoU and Dice (label 1 against the truth's membrane); particle precision/recall/F1 of the centres
 within the true particle's radius. The microtubule: IoU, precision and recall of all structure (membrane or
@@ -105,11 +106,12 @@ def particle_f1(centres: np.ndarray, truth: Particles, radius: float, z_range: t
 
 
 def baseline_labels(volume: Volume, sigma: float, labels_config) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian + Otsu (dark density is structure in these tomograms) + the method's splitting and rules."""
+    """Gaussian + Otsu (dark density is structure in these tomograms) + the method's splitting, particle rules and
+    small-membrane removal (everything after the structure map is the same as for the pseudo-labels)."""
     from scipy import ndimage
     from skimage.filters import threshold_otsu
 
-    from cryoseg.unsup.labels import MEMBRANE, PARTICLE, particle_centres
+    from cryoseg.unsup.labels import MEMBRANE, PARTICLE, drop_small_membranes, particle_centres
     from cryoseg.unsup.regions import separate_particles, split_regions
 
     voxel_nm = volume.voxel_size[1] / 10
@@ -123,6 +125,7 @@ def baseline_labels(volume: Volume, sigma: float, labels_config) -> tuple[np.nda
         parts = separate_particles(split_regions(plane, max(2, int(rules.min_diameter / 2)), "watershed"), rules)
         out[z][parts.membrane] = MEMBRANE
         out[z][parts.particles] = PARTICLE
+    out = drop_small_membranes(out, float(np.prod(volume.voxel_size)) / 1000, labels_config)
     return out, particle_centres(out, voxel_nm, labels_config)
 
 
