@@ -109,13 +109,6 @@ def _train_config(epochs: int | None, patience: int | None, lr: float | None, cr
     return replace(_STUDENT, train=train, student=student, **_set({"crops_per_epoch": crops}))
 
 
-def _check_slabs(slabs: list[Any] | None, volumes: list[Any], paths: list[Path]) -> None:
-    from ..unsup.slabs import check_slab
-
-    for slab in slabs or []:
-        check_slab(slab, volumes[slab.volume].shape, paths[slab.volume].name)
-
-
 @unsup_app.command("pseudo-labels")
 def pseudo_labels_command(
     tomograms: list[Path] = TOMOGRAMS,
@@ -140,7 +133,6 @@ def pseudo_labels_command(
     slabs = _slabs(slab, tomograms)
     check_output_dir(output, overwrite, tomograms)
     volumes = _read(tomograms, voxel_size, nan_policy)
-    _check_slabs(slabs, volumes, tomograms)
     result = pseudo_labels(volumes, slabs, config, **_set({"device": device}))
     result.save(output, tomograms)
     counts = "; ".join(f"{result.slab_name(s)}: {s.counts()['particles']} particles, "
@@ -233,7 +225,6 @@ def run_command(
     slabs = _slabs(slab, tomograms)
     check_output_dir(output, overwrite, tomograms)
     volumes = _read(tomograms, voxel_size, nan_policy)
-    _check_slabs(slabs, volumes, tomograms)
     result = run(volumes, output, slabs, pseudo_config, train_config, **_set({"device": device}))
     say(f"pseudo-labels on {len(result.pseudo.slabs)} slab(s), student Dice {result.training.val_dice:.3f}; "
         f"segmented {len(result.segmentations)} tomogram(s); wrote {output}")
