@@ -1,5 +1,7 @@
 """A small tomogram with known structure for the unsupervised pipeline: a dark vesicle membrane (a ring through
-every slice) and dark particles (balls) on a bright background with noise of half the contrast (a tomogram is never clean; on a noiseless image the standardised filter features of flat background are pure round-off), 1 nm voxels."""
+every slice) and dark particles (balls) on a bright background, 1 nm voxels, with noise of half the contrast (a
+tomogram is never clean; on a noiseless image the standardised filter features of a flat background are
+round-off)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,8 @@ def test_run_does_pseudo_labels_training_and_segmentation(tmp_path, tomo, true_c
     out = tmp_path / "run"
     assert main(["unsup", "run", str(tomo), "-o", str(out), "--slab", "toy.mrc:2:6", *FAST, *TRAIN]) == 0
     assert (out / "pseudo-labels" / "report.json").is_file()
-    assert {"model.safetensors", "config.json", "report.json", "curves.png"} <= {p.name for p in (out / "model").iterdir()}
+    model_files = {p.name for p in (out / "model").iterdir()}
+    assert {"model.safetensors", "config.json", "report.json", "curves.png"} <= model_files
     seg = out / "segment" / "toy"
     labels = read_volume(seg / "labels.mrc")
     assert labels.voxel_size == (10.0, 10.0, 10.0) and labels.shape == (8, 96, 96)

@@ -6,6 +6,7 @@ import logging
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -67,3 +68,17 @@ def check_output_files(outputs: Iterable[Path], inputs: Iterable[Path], overwrit
             raise InputError(f"output {output} is a folder; give a file name")
         if output.exists() and not overwrite:
             raise InputError(f"output {output} exists; pass --overwrite to replace it")
+
+
+def only_set(values: dict[str, Any]) -> dict[str, Any]:
+    """The options the user set (not None): the CLI forwards only these, so every default stays in the library."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def read_volumes(paths: list[Path], voxel_size: str | None, nan_policy: str | None) -> list[Any]:
+    """Read volumes with the command line's --voxel-size (one value or z,y,x Å) and --nan-policy, where set."""
+    from ..io.volumes import read_volume
+    from .parse import parse_voxel_size
+
+    size = parse_voxel_size(voxel_size) if voxel_size is not None else None
+    return [read_volume(p, voxel_size=size, **only_set({"nan_policy": nan_policy})) for p in paths]

@@ -13,7 +13,6 @@ lives in the library's config dataclasses and is quoted in the help from there.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -22,8 +21,7 @@ from ..pipelines.scsam import ScSAMTrainConfig
 from ..scsam.encoders import EncoderChoice
 from ..scsam.pretrain import CHECKPOINT_DIR, ENCODER_DIR, MAEPretrainConfig, mae_names
 from ..train.config import TrainConfig
-from .common import DEVICE_HELP, NAN_POLICY_HELP, OVERWRITE_HELP, check_output_dir, say
-from .parse import parse_voxel_size
+from .common import DEVICE_HELP, NAN_POLICY_HELP, OVERWRITE_HELP, check_output_dir, only_set, read_volumes, say
 
 scsam_app = typer.Typer(
     name="scsam",
@@ -48,15 +46,6 @@ VOXEL_SIZE = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP)
 NAN_POLICY = typer.Option(None, "--nan-policy", help=NAN_POLICY_HELP)
 
 
-def _set(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def _read_volumes(paths: list[Path], voxel_size: str | None, nan_policy: str | None) -> list[Any]:
-    from ..io.volumes import read_volume
-
-    size = parse_voxel_size(voxel_size) if voxel_size is not None else None
-    return [read_volume(p, voxel_size=size, **_set({"nan_policy": nan_policy})) for p in paths]
 
 
 @scsam_app.command("pretrain-mae")
@@ -90,15 +79,15 @@ def pretrain_mae(
     `pick --features`."""
     from ..scsam.pretrain import pretrain_mae as run
 
-    config = MAEPretrainConfig(**_set({
+    config = MAEPretrainConfig(**only_set({
         "base": base, "epochs": epochs, "batch_size": batch_size, "lr": lr, "warmup_epochs": warmup_epochs,
         "mask_ratio": mask_ratio, "slices": slices, "input_size": input_size, "seed": seed}))
     if not volumes:
         raise InputError("give at least one volume")
     # a resumed run writes into its own folder; anything else needs an empty one or --overwrite
     check_output_dir(output, overwrite or (resume and (output / CHECKPOINT_DIR).is_dir()), volumes)
-    vols = _read_volumes(volumes, voxel_size, nan_policy)
-    result = run(vols, config, output, resume=resume, **_set({"device": device}))
+    vols = read_volumes(volumes, voxel_size, nan_policy)
+    result = run(vols, config, output, resume=resume, **only_set({"device": device}))
     losses = f"loss {result.history[0]:.4f} -> {result.history[-1]:.4f}" if result.history else "no epochs"
     resumed = f" (resumed at epoch {result.start_epoch})" if result.start_epoch else ""
     say(f"{len(result.history)} epoch(s){resumed}, {losses}; wrote {output}. Use the encoder with "
@@ -158,16 +147,17 @@ def train(
         raise InputError(f"give one --labels volume per image: {len(images)} image(s), {len(labels)} label file(s)")
     names = tuple(c.strip() for c in classes.split(",") if c.strip())
     settings = ScSAMTrainConfig(
-        names, EncoderChoice(**_set({"sam": sam, "mae": mae, "sam_weights": sam_weights, "mae_weights": mae_weights})),
+        names, EncoderChoice(**only_set({"sam": sam, "mae": mae, "sam_weights": sam_weights,
+                                         "mae_weights": mae_weights})),
         use_sam=use_sam, use_mae=use_mae, augment=augment,
-        train=TrainConfig(**_set({"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience,
+        train=TrainConfig(**only_set({"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience,
                                   "seed": seed})),
-        **_set({"val_fraction": val_fraction}))
+        **only_set({"val_fraction": val_fraction}))
     z = _slice_range(slices) if slices is not None else slice(None)
     check_output_dir(output, overwrite or resume, [*images, *labels])
-    vols = [v.data[z] for v in _read_volumes(images, voxel_size, nan_policy)]
+    vols = [v.data[z] for v in read_volumes(images, voxel_size, nan_policy)]
     labs = [read_volume(p).data[z] for p in labels]
-    result = run(vols, labs, output, settings, resume=resume, **_set({"device": device, "cache_dir": cache_dir}))
+    result = run(vols, labs, output, settings, resume=resume, **only_set({"device": device, "cache_dir": cache_dir}))
     h = result.history
     say(f"{h.epochs} epoch(s), best {h.best_epoch + 1}: validation mIoU {result.val_miou:.3f}; "
         f"embedding {result.seconds['embed']:.1f} s, training {result.seconds['train']:.1f} s; wrote {output}")
@@ -190,9 +180,9 @@ def predict(
     from ..pipelines.scsam import predict as run
 
     check_output_dir(output, overwrite, [model, volume])
-    (vol,) = _read_volumes([volume], voxel_size, nan_policy)
+    (vol,) = read_volumes([volume], voxel_size, nan_policy)
     result = run(model, vol, views=tuple(v.strip() for v in views.split(",") if v.strip()),
-                 probabilities=probabilities, **_set({"device": device, "cache_dir": cache_dir}))
+                 probabilities=probabilities, **only_set({"device": device, "cache_dir": cache_dir}))
     files = result.save(output, inputs=[volume])
     counts = ", ".join(f"{name} {int((result.labels.data == k).sum())}" for k, name in enumerate(result.class_names, 1))
     say(f"voxels per class: {counts}; wrote {len(files)} files to {output}")

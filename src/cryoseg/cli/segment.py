@@ -18,7 +18,7 @@ from ..models.registry import DEFAULT_FEATURES, DEFAULT_SEGMENTER
 from ..pipelines.config import PickConfig
 from ..pipelines.output import DEFAULT_VOLUME_FORMAT, VOLUME_FORMATS
 from ..segment3d.config import SelfPromptConfig
-from .common import DEVICE_HELP, NAN_POLICY_HELP, check_output_dir, say
+from .common import DEVICE_HELP, NAN_POLICY_HELP, check_output_dir, only_set, say
 from .parse import parse_numbers, parse_point, parse_voxel_size
 
 PROMPT_HELP = "A point z,y,x in voxels on an instance (repeat for several)."
@@ -75,14 +75,11 @@ def _check_output(output: Path, volume_format: str | None, overwrite: bool, *inp
         check_volume_format(volume_format)
 
 
-def _set(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
-
 
 def _segment_config(tau_iou: float | None, max_slices: int | None) -> Any:
     from ..segment3d import SelfPromptConfig
 
-    return SelfPromptConfig(**_set({"tau_iou": tau_iou, "max_slices": max_slices}))
+    return SelfPromptConfig(**only_set({"tau_iou": tau_iou, "max_slices": max_slices}))
 
 
 def _load_inputs(tomo: Path, voxel_size: str | None, nan_policy: str | None, prompt: list[str] | None,
@@ -91,7 +88,7 @@ def _load_inputs(tomo: Path, voxel_size: str | None, nan_policy: str | None, pro
     from .. import api
 
     volume = api.load_tomogram(tomo, parse_voxel_size(voxel_size) if voxel_size is not None else None,
-                               **_set({"nan_policy": nan_policy}))
+                               **only_set({"nan_policy": nan_policy}))
     points = _points(prompt, prompts, volume, "--prompt", "prompt")
     if not len(points):
         raise InputError("give at least one prompt: --prompt z,y,x or --prompts FILE")
@@ -122,11 +119,11 @@ def segment(
 
     _check_output(output, volume_format, overwrite, tomo, prompts, negatives)
     volume, points, negs = _load_inputs(tomo, voxel_size, nan_policy, prompt, prompts, negative, negatives)
-    kwargs = _set({"segmenter": segmenter, "weights": weights, "device": device, "dtype": dtype,
+    kwargs = only_set({"segmenter": segmenter, "weights": weights, "device": device, "dtype": dtype,
                    "cache_dir": cache_dir})
     result = api.segment(volume, points, negs, config=_segment_config(tau_iou, max_slices), strict=True, **kwargs)
     files = result.save(output, inputs=tuple(p for p in (tomo, prompts, negatives) if p is not None),
-                        parameters={"tomogram": str(tomo)}, **_set({"volume_format": volume_format}))
+                        parameters={"tomogram": str(tomo)}, **only_set({"volume_format": volume_format}))
     say(f"{len(result.kept)} instance(s) from {len(points)} prompt(s); {result.n_embed} slices embedded, "
         f"{result.n_predict} decode calls; wrote {len(files)} files to {output}")
 
@@ -167,7 +164,7 @@ def pick(
     from .. import api
 
     _check_output(output, volume_format, overwrite, tomo, prompts, negatives)
-    matching = _set({"tau_sim": tau_sim, "top_k": top_k, "mode": mode})
+    matching = only_set({"tau_sim": tau_sim, "top_k": top_k, "mode": mode})
     pick_kwargs: dict[str, Any] = {}
     if tau_iou is not None or max_slices is not None:
         pick_kwargs["segment"] = _segment_config(tau_iou, max_slices)
@@ -177,12 +174,12 @@ def pick(
         pick_kwargs["size_ratio"] = parse_numbers(size_ratio, "--size-ratio", (2,), meaning="low,high")
     config = PickConfig(**pick_kwargs)
     volume, points, negs = _load_inputs(tomo, voxel_size, nan_policy, prompt, prompts, negative, negatives)
-    kwargs = _set({"segmenter": segmenter, "features": features, "weights": weights,
+    kwargs = only_set({"segmenter": segmenter, "features": features, "weights": weights,
                    "feature_weights": feature_weights, "device": device, "dtype": dtype,
                    "batch_size": batch_size, "cache_dir": cache_dir})
     result = api.pick(volume, points, negs, config=config, **kwargs)
     files = result.save(output, inputs=tuple(p for p in (tomo, prompts, negatives) if p is not None),
-                        parameters={"tomogram": str(tomo)}, **_set({"volume_format": volume_format}))
+                        parameters={"tomogram": str(tomo)}, **only_set({"volume_format": volume_format}))
     c = result.counts
     say(f"{c['instances']} instance(s) from {c['prompts']} prompt(s) and {c['proposals']} proposal(s) "
         f"({c['skipped_inside']} inside earlier instances, {c['rejected_size']} rejected by size); "

@@ -20,8 +20,8 @@ import typer
 
 from ..pipelines.unsup import PseudoLabelConfig, StudentTrainConfig
 from ..unsup.labels import LabelConfig
-from .common import DEVICE_HELP, NAN_POLICY_HELP, OVERWRITE_HELP, check_output_dir, say
-from .parse import parse_numbers, parse_voxel_size
+from .common import DEVICE_HELP, NAN_POLICY_HELP, OVERWRITE_HELP, check_output_dir, only_set, read_volumes, say
+from .parse import parse_numbers
 
 unsup_app = typer.Typer(
     name="unsup",
@@ -64,15 +64,9 @@ VOXEL_SIZE = typer.Option(None, "--voxel-size", help="Override the headers: Å, 
 NAN_POLICY = typer.Option(None, "--nan-policy", help=NAN_POLICY_HELP)
 
 
-def _set(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
-
 
 def _read(paths: list[Path], voxel_size: str | None, nan_policy: str | None) -> list[Any]:
-    from ..io.volumes import read_volume
-
-    size = parse_voxel_size(voxel_size) if voxel_size is not None else None
-    volumes = [read_volume(p, voxel_size=size, **_set({"nan_policy": nan_policy})) for p in paths]
+    volumes = read_volumes(paths, voxel_size, nan_policy)
     for vol in volumes:
         vol.require_voxel_size()  # particle sizes and the noise level are physical: refuse before any work
     return volumes
@@ -87,8 +81,8 @@ def _label_config(diameter: str | None) -> LabelConfig:
 
 def _pseudo_config(features: str | None, weights: str | None, n_slabs: int | None, thickness: int | None,
                    diameter: str | None, canvas: int | None, tile: int | None) -> PseudoLabelConfig:
-    sizes = replace(_PSEUDO.maps.canvas, **_set({"canvas": canvas, "tile": tile}))
-    return replace(_PSEUDO, labels=_label_config(diameter), maps=replace(_PSEUDO.maps, canvas=sizes), **_set({
+    sizes = replace(_PSEUDO.maps.canvas, **only_set({"canvas": canvas, "tile": tile}))
+    return replace(_PSEUDO, labels=_label_config(diameter), maps=replace(_PSEUDO.maps, canvas=sizes), **only_set({
         "features": features, "weights": weights, "n_slabs": n_slabs, "slab_thickness": thickness}))
 
 
@@ -104,9 +98,9 @@ def _slabs(texts: list[str] | None, paths: list[Path]) -> list[Any] | None:
 
 def _train_config(epochs: int | None, patience: int | None, lr: float | None, crops: int | None,
                   patch: int | None, seed: int | None) -> StudentTrainConfig:
-    train = replace(_STUDENT.train, **_set({"epochs": epochs, "patience": patience, "lr": lr, "seed": seed}))
-    student = replace(_STUDENT.student, **_set({"patch": patch}))
-    return replace(_STUDENT, train=train, student=student, **_set({"crops_per_epoch": crops}))
+    train = replace(_STUDENT.train, **only_set({"epochs": epochs, "patience": patience, "lr": lr, "seed": seed}))
+    student = replace(_STUDENT.student, **only_set({"patch": patch}))
+    return replace(_STUDENT, train=train, student=student, **only_set({"crops_per_epoch": crops}))
 
 
 @unsup_app.command("pseudo-labels")
@@ -133,7 +127,7 @@ def pseudo_labels_command(
     slabs = _slabs(slab, tomograms)
     check_output_dir(output, overwrite, tomograms)
     volumes = _read(tomograms, voxel_size, nan_policy)
-    result = pseudo_labels(volumes, slabs, config, **_set({"device": device}))
+    result = pseudo_labels(volumes, slabs, config, **only_set({"device": device}))
     result.save(output, tomograms)
     counts = "; ".join(f"{result.slab_name(s)}: {s.counts()['particles']} particles, "
                        f"{s.counts()['membrane_voxels']} membrane voxels" for s in result.slabs)
@@ -160,7 +154,7 @@ def train_command(
     require_student_packages()
     config = _train_config(epochs, patience, lr, crops_per_epoch, patch, seed)
     check_output_dir(output, overwrite or resume, [pseudo])
-    result = train_student(PseudoLabels.load(pseudo), output, config, resume=resume, **_set({"device": device}))
+    result = train_student(PseudoLabels.load(pseudo), output, config, resume=resume, **only_set({"device": device}))
     h = result.history
     say(f"{h.epochs} epoch(s), best {h.best_epoch + 1}: Dice {result.val_dice:.3f} against held-out pseudo-labels; "
         f"wrote {output}")
@@ -186,7 +180,7 @@ def segment_command(
     labels = _label_config(particle_diameter)
     check_output_dir(output, overwrite, [model, tomogram])
     (volume,) = _read([tomogram], voxel_size, nan_policy)
-    result = segment(model, volume, labels, probabilities=probabilities, **_set({"device": device}))
+    result = segment(model, volume, labels, probabilities=probabilities, **only_set({"device": device}))
     result.save(output, [model])
     counts = result.counts()
     say(f"{counts['particles']} particles, {counts['membrane_voxels']} membrane voxels; wrote {output}")
@@ -225,7 +219,7 @@ def run_command(
     slabs = _slabs(slab, tomograms)
     check_output_dir(output, overwrite, tomograms)
     volumes = _read(tomograms, voxel_size, nan_policy)
-    result = run(volumes, output, slabs, pseudo_config, train_config, **_set({"device": device}))
+    result = run(volumes, output, slabs, pseudo_config, train_config, **only_set({"device": device}))
     say(f"pseudo-labels on {len(result.pseudo.slabs)} slab(s), student Dice {result.training.val_dice:.3f}; "
         f"segmented {len(result.segmentations)} tomogram(s); wrote {output}")
 
