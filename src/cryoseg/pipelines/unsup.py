@@ -159,7 +159,7 @@ class PseudoLabels:
                 write_volume(Volume(item.labels, self.voxel_size, origin), folder / "labels.mrc")
                 local = Particles(item.centres - [item.slab.start, 0, 0])
                 write_particle_files(folder, local, self.voxel_size, item.labels.shape,
-                                     tomo_name=self.tomograms[item.slab.volume])
+                                     tomo_name=name)  # slab-local coordinates: they index image.mrc
                 save_preview(Volume(item.image, self.voxel_size), folder / "preview.png", labels=item.labels,
                              picks=local.coords, title=f"pseudo-labels {name}: 1 membrane, 2 particle")
                 source = self.sources[item.slab.volume]
