@@ -149,3 +149,15 @@ def test_small_membrane_components_become_background():
     assert np.count_nonzero(out == 2) == 75 and out.dtype == labels.dtype
     # the voxel's volume counts: with 50 nm sections the speck holds 900 nm³ and stays
     assert out.sum() < drop_small_membranes(labels, 50.0, LabelConfig(membrane_volume_nm3=100)).sum()
+
+
+def test_nan_in_a_slab_is_refused_before_any_work(toy):
+    vol = toy()
+    data = vol.data.copy()
+    data[3, 10, 10] = np.nan
+    bad = Volume(data, voxel_size=10.0)
+    with pytest.raises(InputError, match="NaN or infinite values"):
+        pseudo_labels([bad], [Slab(0, 2, 6)], SMALL_CANVAS)
+    with pytest.raises(InputError, match="NaN or infinite values"):
+        pseudo_labels([bad], None, SMALL_CANVAS)
+    assert len(pseudo_labels([bad], [Slab(0, 4, 8)], SMALL_CANVAS).slabs) == 1  # a slab without it is fine

@@ -25,7 +25,7 @@ from ..io.particles import Particles
 from ..io.report import REPORT, StageTimer, write_report
 from ..io.volume import Volume
 from ..train.config import TrainConfig
-from ..unsup.labels import CLASS_NAMES, MEMBRANE, PARTICLE, LabelConfig
+from ..unsup.labels import CLASS_NAMES, MEMBRANE, PARTICLE, LabelConfig, label_counts
 from ..unsup.maps import MapConfig
 from ..unsup.slabs import Slab
 from ..unsup.student import StudentConfig
@@ -110,8 +110,7 @@ class SlabPseudoLabels:
     centres: np.ndarray
 
     def counts(self) -> dict[str, int]:
-        return {"membrane_voxels": int(np.count_nonzero(self.labels == MEMBRANE)),
-                "particle_voxels": int(np.count_nonzero(self.labels == PARTICLE)), "particles": len(self.centres)}
+        return label_counts(self.labels, len(self.centres))
 
 
 @dataclass
@@ -277,6 +276,13 @@ def pseudo_labels(volumes: Sequence[Volume], slabs: Sequence[Slab] | None = None
             if not 0 <= slab.volume < len(volumes):
                 raise InputError(f"slab {slab} names tomogram {slab.volume}; there are {len(volumes)}")
             check_slab(slab, volumes[slab.volume].shape, names[slab.volume])
+    # the slabs given, or every tomogram when they are to be chosen (the choice reads them all anyway)
+    regions = [(s.volume, slice(s.start, s.stop)) for s in slabs] if slabs else [
+        (i, slice(None)) for i in range(len(volumes))]
+    for index, z in regions:
+        if not np.all(np.isfinite(volumes[index].data[z])):
+            raise InputError(f"tomogram {names[index]} contains NaN or infinite values where the slabs are; read it "
+                             "with nan_policy 'clean'")
     timer = StageTimer()
     with timer("load_features"):  # loads (and checks) the model before any slab is touched
         source = affinity_source(config.features, weights=config.weights, voxel_size_nm=voxel_nm, seed=config.seed,
@@ -288,9 +294,6 @@ def pseudo_labels(volumes: Sequence[Volume], slabs: Sequence[Slab] | None = None
     items = []
     for slab in slabs:
         image = np.asarray(volumes[slab.volume].data[slab.start:slab.stop], dtype=np.float32)
-        if not np.all(np.isfinite(image)):
-            raise InputError(f"slab {slab.label(names)} contains NaN or infinite values; read it with nan_policy "
-                             "'clean'")
         with timer("maps"):
             maps = slab_maps(image, source, config.maps, description=f"maps of {slab.label(names)}")
         with timer("labels"):
@@ -450,9 +453,7 @@ class UnsupSegmentation:
     volume: Volume | None = field(default=None, repr=False, compare=False)
 
     def counts(self) -> dict[str, int]:
-        return {"membrane_voxels": int(np.count_nonzero(self.labels.data == MEMBRANE)),
-                "particle_voxels": int(np.count_nonzero(self.labels.data == PARTICLE)),
-                "particles": len(self.particles)}
+        return label_counts(self.labels.data, len(self.particles))
 
     def save(self, outdir: str | Path, inputs: Sequence[str | Path] = ()) -> dict[str, Path]:
         """Write labels.mrc, the particle files, probability maps (when kept), preview.png and report.json (last)

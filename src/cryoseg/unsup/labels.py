@@ -97,8 +97,13 @@ class SlabLabels:
 
     def counts(self) -> dict[str, int]:
         """Voxels per class and the number of particles."""
-        return {"membrane_voxels": int(np.count_nonzero(self.labels == MEMBRANE)),
-                "particle_voxels": int(np.count_nonzero(self.labels == PARTICLE)), "particles": len(self.centres)}
+        return label_counts(self.labels, len(self.centres))
+
+
+def label_counts(labels: np.ndarray, particles: int) -> dict[str, int]:
+    """{"membrane_voxels", "particle_voxels", "particles"} of a label array (any shape) and its particle count."""
+    return {"membrane_voxels": int(np.count_nonzero(labels == MEMBRANE)),
+            "particle_voxels": int(np.count_nonzero(labels == PARTICLE)), "particles": int(particles)}
 
 
 def drop_small_membranes(labels: np.ndarray, voxel_volume_nm3: float, config: LabelConfig = LabelConfig()
