@@ -111,21 +111,14 @@ def baseline_labels(volume: Volume, sigma: float, labels_config) -> tuple[np.nda
     from scipy import ndimage
     from skimage.filters import threshold_otsu
 
-    from cryoseg.unsup.labels import MEMBRANE, PARTICLE, drop_small_membranes, particle_centres
-    from cryoseg.unsup.regions import separate_particles, split_regions
+    from cryoseg.unsup.labels import classify_slices, particle_centres
 
     voxel_nm = volume.voxel_size[1] / 10
-    rules = labels_config.rules(voxel_nm)
     smooth = ndimage.gaussian_filter(np.asarray(volume.data, np.float32), sigma)
     structure = smooth < threshold_otsu(smooth)
     if structure.mean() > 0.5:
         structure = ~structure
-    out = np.zeros(structure.shape, np.uint8)
-    for z, plane in enumerate(structure):
-        parts = separate_particles(split_regions(plane, max(2, int(rules.min_diameter / 2)), "watershed"), rules)
-        out[z][parts.membrane] = MEMBRANE
-        out[z][parts.particles] = PARTICLE
-    out = drop_small_membranes(out, float(np.prod(volume.voxel_size)) / 1000, labels_config)
+    out = classify_slices(structure, voxel_nm, labels_config, float(np.prod(volume.voxel_size)) / 1000).labels
     return out, particle_centres(out, voxel_nm, labels_config)
 
 

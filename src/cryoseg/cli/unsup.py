@@ -65,13 +65,6 @@ NAN_POLICY = typer.Option(None, "--nan-policy", help=NAN_POLICY_HELP)
 
 
 
-def _read(paths: list[Path], voxel_size: str | None, nan_policy: str | None) -> list[Any]:
-    volumes = read_volumes(paths, voxel_size, nan_policy)
-    for vol in volumes:
-        vol.require_voxel_size()  # particle sizes and the noise level are physical: refuse before any work
-    return volumes
-
-
 def _label_config(diameter: str | None) -> LabelConfig:
     if diameter is None:
         return _LABELS
@@ -126,7 +119,7 @@ def pseudo_labels_command(
     config = _pseudo_config(features, weights, n_slabs, slab_thickness, particle_diameter, canvas, tile)
     slabs = _slabs(slab, tomograms)
     check_output_dir(output, overwrite, tomograms)
-    volumes = _read(tomograms, voxel_size, nan_policy)
+    volumes = read_volumes(tomograms, voxel_size, nan_policy)
     result = pseudo_labels(volumes, slabs, config, **only_set({"device": device}))
     result.save(output, tomograms)
     counts = "; ".join(f"{result.slab_name(s)}: {s.counts()['particles']} particles, "
@@ -179,7 +172,7 @@ def segment_command(
     require_student_packages()
     labels = _label_config(particle_diameter)
     check_output_dir(output, overwrite, [model, tomogram])
-    (volume,) = _read([tomogram], voxel_size, nan_policy)
+    (volume,) = read_volumes([tomogram], voxel_size, nan_policy)
     result = segment(model, volume, labels, probabilities=probabilities, **only_set({"device": device}))
     result.save(output, [model])
     counts = result.counts()
@@ -218,7 +211,7 @@ def run_command(
     train_config = _train_config(epochs, patience, lr, crops_per_epoch, patch, seed)
     slabs = _slabs(slab, tomograms)
     check_output_dir(output, overwrite, tomograms)
-    volumes = _read(tomograms, voxel_size, nan_policy)
+    volumes = read_volumes(tomograms, voxel_size, nan_policy)
     result = run(volumes, output, slabs, pseudo_config, train_config, **only_set({"device": device}))
     say(f"pseudo-labels on {len(result.pseudo.slabs)} slab(s), student Dice {result.training.val_dice:.3f}; "
         f"segmented {len(result.segmentations)} tomogram(s); wrote {output}")

@@ -17,7 +17,6 @@ version) is deleted and rebuilt, with a warning saying which field differs. Two 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import shutil
@@ -28,6 +27,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import CorruptFileError, InputError
+from ..io.report import as_json
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +52,6 @@ def volume_hash(volume: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _jsonable(value: Any) -> Any:
-    """The value as it comes back from JSON (tuples become lists, numpy scalars plain numbers)."""
-    return json.loads(json.dumps(value, sort_keys=True, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-
-
 def make_signature(kind: str, volume: np.ndarray, data_hash: str, model_signature: dict[str, Any]) -> dict[str, Any]:
     """What a store's contents depend on.
 
@@ -66,7 +61,7 @@ def make_signature(kind: str, volume: np.ndarray, data_hash: str, model_signatur
         data_hash: `volume_hash(volume)`.
         model_signature: the extractor's or segmenter's `signature()` (name, weights hash, preprocessing).
     """
-    return _jsonable({
+    return as_json({
         "format": FORMAT_VERSION,
         "kind": kind,
         "data": {"shape": list(volume.shape), "dtype": str(volume.dtype), "blake2b": data_hash},
@@ -198,7 +193,7 @@ class SliceStore:
         """
         g = self._view(view, create=True)
         if not dict(g.attrs):
-            g.attrs.update(_jsonable(attrs))
+            g.attrs.update(as_json(attrs))
         data = g["data"]
         for name, values in arrays.items():
             values = to_storage(values)

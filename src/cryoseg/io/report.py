@@ -36,6 +36,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def as_json(value: Any) -> Any:
+    """`value` as it comes back from JSON: dataclasses and tuples become dicts and lists, numpy scalars plain
+    numbers, anything else unknown its str(); keys sorted (so equal values give equal text)."""
+    return json.loads(json.dumps(_jsonable(value), sort_keys=True,
+                                 default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
 def versions() -> dict[str, str]:
     """Versions of cryoseg, Python and the main libraries that are importable (without importing heavy ones)."""
     from importlib.metadata import PackageNotFoundError, version

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..io.report import REPORT, write_report
+from ..io.report import REPORT, as_json, write_report
 from ..io.volume import Volume
 from ..scsam.encoders import EncoderChoice, FrozenEncoders
 from ..train.config import TrainConfig
@@ -278,7 +278,7 @@ def load_model(model_dir: str | Path, device: Any = None, cache_dir: str | Path 
         raise InputError(f"{model_dir}: not an ScSAM model configuration ({exc})") from None
     encoders = FrozenEncoders(choice, device=device, cache_dir=cache_dir)
     saved = folder.meta.get("encoders")
-    if saved is not None and saved != _jsonable(encoders.signature()):
+    if saved is not None and saved != as_json(encoders.signature()):
         raise InputError(f"{model_dir}: the encoders found now ({choice.sam}, {choice.mae}) are not those the model "
                          "was trained with (other weights or preprocessing); give the same weights")
     head = build_head(config, encoders.sam_model)
@@ -288,12 +288,6 @@ def load_model(model_dir: str | Path, device: Any = None, cache_dir: str | Path 
         raise InputError(f"{model_dir}: weights do not fit the model ({len(missing)} missing, "
                          f"{len(unexpected)} unexpected keys)")
     return head.eval(), config, encoders
-
-
-def _jsonable(value: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(value, default=str))
 
 
 def predict(model_dir: str | Path, volume: Volume | np.ndarray, views: Sequence[str] = ("z",),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import CorruptFileError, InputError
 from ..io.particles import Particles
-from ..io.report import REPORT, StageTimer, write_report
+from ..io.report import REPORT, StageTimer, as_json, write_report
 from ..io.volume import Volume
 from ..train.config import TrainConfig
 from ..unsup.labels import CLASS_NAMES, MEMBRANE, PARTICLE, LabelConfig, label_counts
@@ -304,12 +304,8 @@ def pseudo_labels(volumes: Sequence[Volume], slabs: Sequence[Slab] | None = None
     if not any(item.counts()["membrane_voxels"] or item.counts()["particle_voxels"] for item in items):
         raise NoStructureError(f"no membrane or particle found in the slabs {', '.join(s.label(names) for s in slabs)}"
                                "; choose slabs with visible structure, or check the voxel size and particle sizes")
-    record = {"features": source.signature(), "settings": _settings(config), "seconds": timer.seconds}
+    record = {"features": source.signature(), "settings": as_json(config), "seconds": timer.seconds}
     return PseudoLabels(items, names, [v.source for v in volumes], volumes[0].voxel_size, chosen, record)
-
-
-def _settings(config: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(asdict(config), default=str))
 
 
 @dataclass
@@ -403,7 +399,7 @@ def train_student(pseudo: PseudoLabels, outdir: str | Path, config: StudentTrain
             "pseudo_labels": {"tomograms": pseudo.tomograms, "chosen": pseudo.chosen,
                               "slabs": [[pseudo.tomograms[s.slab.volume], s.slab.start, s.slab.stop]
                                         for s in pseudo.slabs], **pseudo.record},
-            "settings": _settings(config), "seconds": timer.seconds}
+            "settings": as_json(config), "seconds": timer.seconds}
     save_model_folder(outdir, model.state_dict(), {"student": config.student.to_dict()}, meta, kind=MODEL_KIND)
     plot_curves(history, outdir / "curves.png")
     checkpoint.unlink(missing_ok=True)
@@ -518,7 +514,7 @@ def segment(model_dir: str | Path, volume: Volume, labels: LabelConfig = LabelCo
     with timer("particles"):
         classes = drop_small_membranes(prob.argmax(axis=0).astype(np.uint8), _voxel_volume(volume), labels)
         centres = particle_centres(classes, voxel_nm, labels)
-    record = {"model": str(model_dir), "labels": _settings(labels), "batch_size": batch_size}
+    record = {"model": str(model_dir), "labels": as_json(labels), "batch_size": batch_size}
     return UnsupSegmentation(Volume(classes, volume.voxel_size, volume.origin), Particles(centres),
                              prob if probabilities else None, timer.seconds, record, volume=volume)
 

@@ -22,7 +22,7 @@ _EXPORTS = {
     "ThresholdConfig": "threshold", "adaptive_threshold": "threshold",
     "RegionRules": "regions", "Separated": "regions", "split_regions": "regions", "separate_particles": "regions",
     "merge_centres_3d": "regions", "cellpose_weights": "regions",
-    "LabelConfig": "labels", "SlabLabels": "labels", "label_slab": "labels", "particle_centres": "labels",
+    "LabelConfig": "labels", "SlabLabels": "labels", "label_slab": "labels", "classify_slices": "labels", "particle_centres": "labels",
     "StudentConfig": "student", "build_student": "student", "predict_slices": "student",
     # the method end to end (`cryoseg.pipelines.unsup`)
     "PseudoLabelConfig": "cryoseg.pipelines.unsup", "StudentTrainConfig": "cryoseg.pipelines.unsup",

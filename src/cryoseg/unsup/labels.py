@@ -156,24 +156,47 @@ def label_slab(maps: np.ndarray, images: np.ndarray, voxel_nm: float, config: La
     """
     if maps.ndim != 3 or images.shape != maps.shape:
         raise InputError(f"structure maps must be (Z, H, W) like their slices, got {maps.shape} and {images.shape}")
-    rules = config.rules(voxel_nm)
-    labels = np.zeros(maps.shape, dtype=np.uint8)
-    binaries = [adaptive_threshold(plane, config.threshold) for plane in maps]
+    binaries = np.stack([adaptive_threshold(plane, config.threshold) for plane in maps])
     contrasts = [contrast(ndimage.gaussian_filter(np.asarray(image, dtype=np.float64), 1.0), binary)
                  for image, binary in zip(images, binaries)]
     if float(np.median(contrasts)) < config.min_contrast:
-        return SlabLabels(labels, np.zeros((0, 3)))
+        return SlabLabels(np.zeros(maps.shape, dtype=np.uint8), np.zeros((0, 3)))
+    return classify_slices(binaries, voxel_nm, config, voxel_volume_nm3)
+
+
+def classify_slices(binaries: np.ndarray, voxel_nm: float, config: LabelConfig = LabelConfig(),
+                    voxel_volume_nm3: float | None = None) -> SlabLabels:
+    """Split each slice's foreground into regions, sort them into membrane and particles, merge the particle
+    centres over z and drop small membrane components: everything the pseudo-labels do after thresholding.
+
+    Args:
+        binaries: (Z, H, W) bool foreground.
+        voxel_nm, config, voxel_volume_nm3: as for `label_slab`.
+
+    Returns:
+        `SlabLabels`.
+    """
+    rules = config.rules(voxel_nm)
+    labels = np.zeros(binaries.shape, dtype=np.uint8)
     per_slice = []
     for z, binary in enumerate(binaries):
-        regions = split_regions(binary, min_distance=max(2, int(rules.min_diameter / 2)), method=config.split_method)
-        parts = separate_particles(regions, rules)
+        parts = separate_particles(_split(binary, rules, config), rules)
         labels[z][parts.membrane] = MEMBRANE
         labels[z][parts.particles] = PARTICLE
         per_slice.append(parts.centres)
-    centres = merge_centres_3d(per_slice, range(len(maps)), radius=config.merge_distance_nm / voxel_nm,
-                               min_slices=min(config.min_slices, len(maps)))
     volume = voxel_volume_nm3 if voxel_volume_nm3 is not None else voxel_nm ** 3
-    return SlabLabels(drop_small_membranes(labels, volume, config), centres)
+    return SlabLabels(drop_small_membranes(labels, volume, config), _merge(per_slice, voxel_nm, config))
+
+
+def _split(binary: np.ndarray, rules: RegionRules, config: LabelConfig) -> np.ndarray:
+    """`split_regions` with watershed seeds at least half the smallest particle apart."""
+    return split_regions(binary, min_distance=max(2, int(rules.min_diameter / 2)), method=config.split_method)
+
+
+def _merge(per_slice: list[np.ndarray], voxel_nm: float, config: LabelConfig) -> np.ndarray:
+    """`merge_centres_3d` of consecutive slices' (N_i, 2) centres with the config's distance and slice count."""
+    return merge_centres_3d(per_slice, range(len(per_slice)), radius=config.merge_distance_nm / voxel_nm,
+                            min_slices=min(config.min_slices, len(per_slice)))
 
 
 def particle_centres(labels: np.ndarray, voxel_nm: float, config: LabelConfig = LabelConfig()) -> np.ndarray:
@@ -193,10 +216,7 @@ def particle_centres(labels: np.ndarray, voxel_nm: float, config: LabelConfig = 
     rules = config.rules(voxel_nm)
     per_slice = []
     for plane in labels:
-        regions = split_regions(plane == PARTICLE, min_distance=max(2, int(rules.min_diameter / 2)),
-                                method=config.split_method)
-        keep = [r.centroid for r in regionprops(regions)
+        keep = [r.centroid for r in regionprops(_split(plane == PARTICLE, rules, config))
                 if rules.min_diameter <= r.equivalent_diameter_area <= rules.max_diameter]
         per_slice.append(np.asarray(keep, dtype=np.float64).reshape(-1, 2))
-    return merge_centres_3d(per_slice, range(len(labels)), radius=config.merge_distance_nm / voxel_nm,
-                            min_slices=min(config.min_slices, len(labels)))
+    return _merge(per_slice, voxel_nm, config)
