@@ -23,6 +23,7 @@ inside functions.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -291,11 +292,13 @@ def _bilinear_matrix(n_out: int, n_in: int, ratio: float) -> torch.Tensor:
     return weights
 
 
+@functools.lru_cache(maxsize=64)
 def _axis_matrix(n_out: int, n_resized: int, n_frame: int, n_low: int, via_frame: bool,
                  device: torch.device) -> torch.Tensor:
     """(n_out, n_low) float32 weights on `device` bringing one axis of low-res logits (spanning `n_frame`
     frame pixels, the first `n_resized` of them content) back to `n_out` slice pixels. Built in float64 on
-    the CPU (small; MPS has no float64)."""
+    the CPU (small; MPS has no float64). Cached: every slice of a volume, and every training batch, has the
+    same geometry; callers only read the result."""
     import torch
 
     if via_frame:  # SAM: to the whole frame, keep the content, then to the slice
