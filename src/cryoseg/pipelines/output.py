@@ -109,6 +109,24 @@ def write_particle_files(outdir: Path, particles: Particles, voxel_size: tuple[f
                                   inputs=inputs, tomo_name=tomo_name) for name, fmt in PARTICLE_FILES}
 
 
+def write_probabilities(outdir: Path, probabilities: np.ndarray, class_names: Sequence[str], labels: Volume,
+                        inputs: Sequence[str | Path] = ()) -> dict[str, Path]:
+    """Write one probability_<class>.mrc per class into `outdir`, on `labels`' grid (voxel size, origin).
+
+    Args:
+        probabilities: (K + 1, Z, Y, X) float32, background first.
+        class_names: the K foreground classes' names.
+
+    Returns:
+        {"probability_<class>": path}.
+    """
+    from ..io.volumes import write_volume
+
+    return {f"probability_{name}": write_volume(Volume(probabilities[k], labels.voxel_size, labels.origin),
+                                                outdir / f"probability_{name}.mrc", inputs=inputs)
+            for k, name in enumerate(("background", *class_names))}
+
+
 def tomogram_name(path: str | Path) -> str:
     """A tomogram's name for coordinate files: its file name without the extension ("TS_01.ome.zarr" -> "TS_01")."""
     name = Path(path).name

@@ -240,15 +240,14 @@ class ScSAMPrediction:
         from ..io.atomic import staged_folder
         from ..io.volumes import write_volume
         from ..viz import save_preview
+        from .output import write_probabilities
 
         outdir = Path(outdir)
         inputs = [*inputs, *([self.volume.source] if self.volume is not None and self.volume.source else [])]
         with staged_folder(outdir, REPORT, inputs) as stage:
             files = {"labels": write_volume(self.labels, stage / "labels.mrc", inputs=inputs)}
             if self.probabilities is not None:
-                for k, name in enumerate(("background", *self.class_names)):
-                    prob = Volume(self.probabilities[k], self.labels.voxel_size, self.labels.origin)
-                    files[f"probability_{name}"] = write_volume(prob, stage / f"probability_{name}.mrc", inputs=inputs)
+                files.update(write_probabilities(stage, self.probabilities, self.class_names, self.labels, inputs))
             if self.volume is not None:
                 files["preview"] = save_preview(self.volume, stage / "preview.png", labels=self.labels.data,
                                                 title=f"ScSAM: {', '.join(self.class_names)}")

@@ -457,7 +457,7 @@ class UnsupSegmentation:
         from ..io.atomic import staged_folder
         from ..io.volumes import write_volume
         from ..viz import save_preview
-        from .output import tomogram_name, write_particle_files
+        from .output import tomogram_name, write_particle_files, write_probabilities
 
         outdir = Path(outdir)
         source = self.volume.source if self.volume is not None else None
@@ -468,10 +468,7 @@ class UnsupSegmentation:
             files.update(write_particle_files(stage, self.particles, vs, self.labels.shape, inputs,
                                               tomogram_name(source) if source else None))
             if self.probabilities is not None:
-                for k, name in enumerate(("background", *CLASS_NAMES)):
-                    prob = Volume(self.probabilities[k], vs, self.labels.origin)
-                    files[f"probability_{name}"] = write_volume(prob, stage / f"probability_{name}.mrc",
-                                                                inputs=inputs)
+                files.update(write_probabilities(stage, self.probabilities, CLASS_NAMES, self.labels, inputs))
             if self.volume is not None:
                 files["preview"] = save_preview(self.volume, stage / "preview.png",  # through the centre
                                                 labels=self.labels.data, picks=self.particles.coords,
