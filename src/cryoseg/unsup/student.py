@@ -53,8 +53,10 @@ class StudentConfig:
             raise InputError("overlap and dropout must be in [0, 1)")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"channels": list(self.channels), "strides": list(self.strides), "num_res_units": self.num_res_units,
-                "dropout": self.dropout, "patch": self.patch, "overlap": self.overlap}
+        """A JSON-ready dict (lists for tuples); `from_dict` reads it back."""
+        from ..io.report import as_json
+
+        return as_json(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudentConfig:
