@@ -50,14 +50,19 @@ def test_result_is_consistent(sim, picked):
     assert picked.instances.voxel_size == sim.tomogram.voxel_size == picked.mask.voxel_size
     assert list(picked.particles.instance_ids) == list(range(1, n + 1))
     assert picked.is_prompt.tolist() == [True] + [False] * (n - 1)
-    assert picked.similarity[0] == 1.0 and np.all(np.diff(picked.similarity[1:]) <= 0)
+    assert picked.score[0] == 1.0 and np.all(np.diff(picked.score[1:]) <= 0)
+    assert np.array_equal(picked.particles.scores, picked.score)
+    # the written score passed the data-chosen cut; the verification report says how it was chosen
+    assert np.all(picked.score[1:] >= picked.verification.cut.value)
+    assert picked.verification.cut.how in ("mixture", "all")  # "all": too few candidates to split (3 here)
     assert np.all((picked.iou_scores > 0) & (picked.iou_scores <= 1))
     # centroids are the instances' centres of mass
     for label, centre in zip(picked.particles.instance_ids, picked.particles.coords):
         assert np.allclose(np.argwhere(labels == label).mean(axis=0), centre)
     c = picked.counts
     assert c["instances"] == n and c["prompts"] == 1 and c["proposals"] == len(picked.matches.points)
-    assert c["skipped_inside"] >= 1  # the prompted particle is proposed again by matching, and skipped
+    # the prompted particle, proposed again by matching, is not a candidate
+    assert np.min(np.linalg.norm(picked.verification.centre - picked.particles.coords[0], axis=1)) > 3
     statuses = [r.status for r in picked.records]
     assert statuses.count("ok") == n and statuses.count("skipped") == c["skipped_inside"]
     assert statuses.count("rejected_size") == c["rejected_size"]
@@ -68,7 +73,7 @@ def test_result_is_consistent(sim, picked):
     # proposals are decoded together: fewer calls than decoding each instance on its own
     segmented = [r for r in picked.records if r.status != "skipped"]
     assert c["n_predict"] < sum(r.n_planes + 6 for r in segmented)
-    assert set(picked.seconds) >= {"segment_prompts", "features", "matching", "segment_proposals"}
+    assert set(picked.seconds) >= {"segment_prompts", "features", "matching", "verify", "segment_proposals"}
 
 
 def test_save_keeps_voxel_size_and_writes_every_format(tmp_path, sim, picked):
@@ -90,7 +95,9 @@ def test_save_keeps_voxel_size_and_writes_every_format(tmp_path, sim, picked):
     assert report["seconds"]["matching"] > 0 and report["matching"]["n_evaluations"] > 0
     assert report["parameters"]["config"]["matching"]["top_k"] == 512
     table = (tmp_path / "out" / "particles_scores.csv").read_text().splitlines()
-    assert table[0] == "z,y,x,label,similarity,iou_score,is_prompt" and len(table) == len(picked.particles) + 1
+    assert table[0] == "z,y,x,label,score,correlation,similarity,iou_score,is_prompt"
+    assert len(table) == len(picked.particles) + 1
+    assert report["verification"]["cut_chosen_by"] == picked.verification.cut.how and report["leaks"] == []
     zarr = picked.save(tmp_path / "zarr", volume_format="zarr")
     assert read_volume(zarr["instances"]).voxel_size == vs
 

@@ -34,7 +34,7 @@ def test_pick_command(tmp_path, saved, capsys):
     assert code == 0, captured.err
     assert "instance(s) from 1 prompt(s)" in captured.out
     # progress per stage, in order, on stderr
-    stages = [captured.err.find(f"stage {k}/4") for k in range(1, 5)]
+    stages = [captured.err.find(f"stage {k}/5") for k in range(1, 6)]
     assert -1 not in stages and stages == sorted(stages), captured.err
     report = json.loads((out / "report.json").read_text())
     config = report["parameters"]["config"]

@@ -1,8 +1,9 @@
-"""`pick_instances` stage 4 on its own: the query comes from the prompted 3D masks; proposals inside an
-instance are skipped; the size filter rejects (configurably); picks are relabelled and scored.
+"""`pick_instances` stage 5 on its own: the query comes from the prompted 3D masks; proposals inside an
+instance are skipped; the size filter rejects (configurably); picks are relabelled and scored; a prompted mask
+that leaked is cut back.
 
-Matching is replaced by fixed proposals and the segmenter by one returning the true slice mask, so every
-outcome is known exactly.
+Matching is replaced by fixed proposals, verification by one passing every proposal with its matching score,
+and the segmenter by one returning the true slice mask, so every outcome is known exactly.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import cryoseg.pipelines.pick as pick_module
 from cryoseg.matching import MatchResult
 from cryoseg.models.base import MaskPrediction, PromptableSegmenter, SliceEmbedding
 from cryoseg.pipelines import PickConfig, pick_instances
+from cryoseg.verify import Cut, Verification
 
 SHAPE = (40, 40, 100)
 CENTRES = {"A": (20, 20, 12), "B": (20, 20, 36), "D": (20, 20, 60), "C": (20, 20, 84)}
@@ -61,7 +63,14 @@ def fake_matching(monkeypatch):
         assert query == "query"
         return MatchResult(points, scores, n_evaluations=5)
 
+    def verify(volume, matches, prompted, radius, negatives, labels, config):
+        n = len(matches.points)
+        passed = Verification(matches.points, matches.scores.astype(float), matches.scores.astype(float),
+                              np.full(n, np.nan), np.arange(n), Cut(0.0, "given"), radius)
+        return passed, matches.scores.astype(float)
+
     monkeypatch.setattr(pick_module, "build_volume_features", lambda *a, **k: "features")
+    monkeypatch.setattr(pick_module, "_verify", verify)
     monkeypatch.setattr(pick_module, "make_query", make_query)
     monkeypatch.setattr(pick_module, "match", match)
     return seen
@@ -91,13 +100,13 @@ def test_proposals_inside_instances_are_skipped_and_small_ones_rejected(volume, 
     assert (c["proposals"], c["skipped_inside"], c["rejected_size"], c["instances"]) == (5, 2, 1, 3)
     assert [r.status for r in res.records] == ["ok", "skipped", "ok", "rejected_size", "ok", "skipped"]
     labels = res.instances.data
-    # relabelled: the prompt first, then by decreasing similarity (D 0.9 before B 0.7); C left no voxels
+    # relabelled: the prompt first, then by decreasing score (D 0.9 before B 0.7); C left no voxels
     assert set(np.unique(labels)) == {0, 1, 2, 3}
     for label, name in ((1, "A"), (2, "D"), (3, "B")):
         got, truth = labels == label, ball(name)
         assert np.count_nonzero(got & truth) / np.count_nonzero(got | truth) > 0.9, name
     assert not labels[ball("C")].any()
-    assert res.similarity.tolist() == pytest.approx([1.0, 0.9, 0.7])
+    assert res.score.tolist() == pytest.approx([1.0, 0.9, 0.7]) and res.similarity.tolist() == res.score.tolist()
     assert res.is_prompt.tolist() == [True, False, False]
     assert res.iou_scores.tolist() == pytest.approx([0.9, 0.9, 0.9])
     assert np.allclose(res.particles.coords, [CENTRES[n] for n in "ADB"], atol=0.5)
@@ -120,11 +129,29 @@ def test_size_filter_is_configurable(volume, fake_matching):
     assert res.instances.data[CENTRES["C"]] > 0
 
 
-def test_a_prompt_mask_that_swallows_every_proposal_is_reported(fake_matching, caplog):
-    bridged = np.any([ball(n) for n in CENTRES], axis=0)
-    bridged[19:22, 19:22, 12:85] = True  # a rod joins every particle: the prompt's mask leaks into all of them
+def bridged():
+    """The four balls joined by a rod: the prompt's mask leaks along it into all of them."""
+    joined = np.any([ball(n) for n in CENTRES], axis=0)
+    joined[19:22, 19:22, 12:85] = True
+    return joined.astype(np.float32)
+
+
+def test_a_prompt_mask_that_leaked_is_caught_and_cut_back(fake_matching, caplog):
     with caplog.at_level("WARNING", logger="cryoseg.pipelines"):
-        res = run(bridged.astype(np.float32))
+        res = run(bridged())
+    assert len(res.leaks) == 1 and res.counts["leaks_repaired"] == 1
+    assert "prompt 1's mask ran into a neighbour" in caplog.text and "negative point" in caplog.text
+    # the query is built from the repaired mask: ball A alone, not the chain
+    prompt = fake_matching["query_masks"] > 0
+    a = ball("A")
+    assert np.count_nonzero(prompt & a) / np.count_nonzero(prompt | a) > 0.8
+    assert res.report()["leaks"] == [res.leaks[0].describe()]
+
+
+def test_a_leak_left_unrepaired_is_reported(fake_matching, caplog, monkeypatch):
+    monkeypatch.setattr(pick_module, "repair_leak", lambda labels, info, number: None)
+    with caplog.at_level("WARNING", logger="cryoseg.pipelines"):
+        res = run(bridged())
     assert res.counts["skipped_inside"] == res.counts["proposals"] == 5
     assert "all 5 proposals fell inside" in caplog.text and "leaked" in caplog.text
 

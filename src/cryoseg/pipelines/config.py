@@ -9,6 +9,7 @@ from ..errors import InputError
 from ..geometry import VIEWS
 from ..matching.config import MatchingConfig
 from ..segment3d.config import SelfPromptConfig
+from ..verify.config import VerifyConfig
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class PickConfig:
     Attributes:
         segment: 3D segmentation of prompts and proposals.
         matching: the feature search (tau_sim, top_k, levels, mode, ...).
+        verify: how proposals are judged against the prompted particles, and the score cut.
         size_ratio: keep a proposal's instance only if its voxel count over the mean of the prompted
             instances lies in [low, high].
         proposal_batch: proposals segmented together (decoded in shared batched calls); a proposal is skipped
@@ -33,6 +35,7 @@ class PickConfig:
 
     segment: SelfPromptConfig = field(default_factory=SelfPromptConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
     size_ratio: tuple[float, float] = (0.33, 3.0)
     proposal_batch: int = 64
     feature_views: tuple[str, ...] = VIEWS

@@ -1,10 +1,13 @@
-"""One-prompt picking of a whole tomogram (the CryoSAM method).
+"""One-prompt picking of a whole tomogram (the CryoSAM method, with verification of its proposals).
 
-Stages: (1) segment the prompted instances in 3D (Cross-Plane Self-Prompting); (2) per-slice features
-of the z, y and x views; (3) hierarchical feature matching with the masked mean feature of the prompted
-instances as query, giving top-K proposals; (4) segment every proposal in 3D, in batches decoded
-together, skipping proposals inside an instance already found and rejecting instances whose volume is
-far from the prompted ones; (5) instance labels, semantic mask and centroid picks with scores.
+Stages: (1) segment the prompted instances in 3D (Cross-Plane Self-Prompting), and cut back a prompted mask that
+leaked into a neighbour (`cryoseg.verify.leak`); (2) per-slice features of the z, y and x views; (3) hierarchical
+feature matching with the masked mean feature of the prompted instances as query, giving proposals; (4) verify
+the proposals, joined by blobs of the prompted size, by rotational correlation with the prompted particles and
+with negative exemplars, and cut where the scores split (`cryoseg.verify`); (5) segment every proposal that
+passed in 3D, in batches decoded together, skipping proposals inside an instance already found and rejecting
+instances whose volume is far from the prompted ones; instance labels, semantic mask and centroid picks scored
+by verification.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..geometry import to_voxel
 from ..io.particles import Particles
 from ..io.report import StageTimer
 from ..io.volume import Volume
@@ -26,6 +28,17 @@ from ..models.base import FeatureExtractor, PromptableSegmenter
 from ..progress import track
 from ..segment3d import CrossPlaneSegmenter, InstanceInfo, as_points
 from ..segment3d.engine import EmbedderFactory
+from ..verify import (
+    Leak,
+    Verification,
+    blob_candidates,
+    equivalent_radius,
+    lowpass,
+    outside,
+    polarity_at,
+    repair_leak,
+    verify,
+)
 from .config import PickConfig
 from .result import RunResult
 
@@ -36,45 +49,55 @@ logger = logging.getLogger(__name__)
 class PickResult(RunResult):
     """Every instance of the prompted kind in one tomogram (see `RunResult` for the shared fields).
 
-    `instances` has consecutive ids, prompted instances first, then by decreasing similarity; `particles` carry
-    the matching similarity as their score (1.0 for the prompted instances), class 1 named `config.class_name`.
+    `instances` has consecutive ids, prompted instances first, then by decreasing score; `particles` carry the
+    verification score (1.0 for the prompted instances), class 1 named `config.class_name`.
 
     Attributes:
-        similarity: (N,) matching similarity of each pick (1.0 for prompted ones).
+        score: (N,) verification score of each pick: correlation with the prompted particles, lowered by
+            likeness to negative exemplars (1.0 for prompted ones).
+        correlation: (N,) correlation with the (averaged) prompted particles (1.0 for prompted ones).
+        similarity: (N,) feature-matching similarity of the best proposal on each pick (NaN where only a blob was
+            proposed; 1.0 for prompted ones).
         is_prompt: (N,) True for the instances grown from the user's prompts.
         matches: the raw matching result (proposal points and scores, evaluations, per-level stats).
+        verification: every candidate scored, and the cut.
+        leaks: prompted instances that had leaked into a neighbour and were cut back.
     """
 
+    score: np.ndarray
+    correlation: np.ndarray
     similarity: np.ndarray
     is_prompt: np.ndarray
     matches: MatchResult
+    verification: Verification | None = None
+    leaks: tuple[Leak, ...] = ()
 
     def report(self, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
         m = self.matches
-        return {**super().report(parameters), "matching": {"mode": m.mode, "n_evaluations": m.n_evaluations,
-                                                           "nms_radius": m.nms_radius, "levels": m.levels}}
+        return {**super().report(parameters),
+                "matching": {"mode": m.mode, "n_evaluations": m.n_evaluations, "nms_radius": m.nms_radius,
+                             "levels": m.levels},
+                "verification": self.verification.report() if self.verification is not None else None,
+                "leaks": [leak.describe() for leak in self.leaks]}
 
     def particle_columns(self) -> dict[str, np.ndarray]:
-        return {"label": self.particles.instance_ids, "similarity": self.similarity, "iou_score": self.iou_scores,
-                "is_prompt": self.is_prompt.astype(int)}
+        return {"label": self.particles.instance_ids, "score": self.score, "correlation": self.correlation,
+                "similarity": self.similarity, "iou_score": self.iou_scores, "is_prompt": self.is_prompt.astype(int)}
 
 
 @dataclass
 class RankedInstances:
-    """The kept instances relabelled 1..N, prompted first, then by decreasing similarity.
+    """The kept instances relabelled 1..N, prompted first, then by decreasing score.
 
     Attributes:
         instances: int32 label volume (Z, Y, X) with the new ids.
-        particles: centroid picks, scores = similarity, `instance_ids` = the new ids.
-        similarity, iou_scores: (N,) per pick.
-        is_prompt: (N,) True for the prompted instances.
+        particles: centroid picks, scores = verification score, `instance_ids` = the new ids.
+        columns: per pick (N,) arrays "score", "correlation", "similarity", "iou_score", "is_prompt".
     """
 
     instances: Volume
     particles: Particles
-    similarity: np.ndarray
-    iou_scores: np.ndarray
-    is_prompt: np.ndarray
+    columns: dict[str, np.ndarray]
 
 
 def _check_prompted(infos: list[InstanceInfo]) -> None:
@@ -89,6 +112,18 @@ def _check_prompted(infos: list[InstanceInfo]) -> None:
                     ", ".join(map(str, inside[:5])) + (", ..." if len(inside) > 5 else ""))
 
 
+def _repair_leaks(engine: CrossPlaneSegmenter, prompted: list[InstanceInfo]) -> list[Leak]:
+    """Cut prompted instances that leaked into a neighbour back to the part around their click."""
+    leaks = []
+    for n, info in enumerate(prompted, 1):
+        leak = repair_leak(engine.labels, info, n) if info.status == "ok" else None
+        if leak is not None:
+            logger.warning("%s. If the picks look wrong, add a negative point on the neighbour or prompt another "
+                           "particle.", leak.describe())
+            leaks.append(leak)
+    return leaks
+
+
 def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, extractor: FeatureExtractor,
                    prompts: Any, negatives: Any = None, config: PickConfig | None = None,
                    cache_dir: str | Path | None = None, embedder: EmbedderFactory | None = None) -> PickResult:
@@ -99,7 +134,8 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
         segmenter: 2D promptable segmenter backend.
         extractor: dense feature extractor backend.
         prompts: (N, 3) z, y, x voxels on instances of the kind (N >= 1).
-        negatives: optional (M, 3) z, y, x voxels: not part of any instance, and wrong picks for matching.
+        negatives: optional (M, 3) z, y, x voxels: not part of any instance, and particles of a wrong kind
+            (pushed away in matching, negative exemplars in verification).
         config: settings (default `PickConfig()`).
         cache_dir: folder of the embedding and feature caches.
         embedder: factory of the slice-embedding provider (default `cryoseg.embed.SliceEmbedder`).
@@ -116,92 +152,140 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
     timer = StageTimer()
     engine = CrossPlaneSegmenter(volume, segmenter, config.segment, embedder=embedder, cache_dir=cache_dir)
 
-    logger.info("stage 1/4: segmenting %d prompt(s) in 3D", len(prompts))
+    logger.info("stage 1/5: segmenting %d prompt(s) in 3D", len(prompts))
     with timer("segment_prompts"):
         prompted = engine.segment(prompts, negatives)
-    _check_prompted(prompted)
+        _check_prompted(prompted)
+        leaks = _repair_leaks(engine, prompted)
     kept = [i for i in prompted if i.status == "ok"]
     reference = float(np.mean([i.voxels for i in kept]))
+    radius = equivalent_radius(reference)
 
-    logger.info("stage 2/4: per-slice features of views %s", ",".join(config.feature_views))
+    logger.info("stage 2/5: per-slice features of views %s", ",".join(config.feature_views))
     with timer("features"):
         features = build_volume_features(volume.data, extractor, cache_dir=cache_dir, views=config.feature_views,
                                          slice_step=config.slice_step)
 
-    logger.info("stage 3/4: %s feature matching", config.matching.mode)
+    logger.info("stage 3/5: %s feature matching", config.matching.mode)
     with timer("matching"):
         query = make_query(features, engine.labels)
         matches = match(features, query, config.matching, negatives=negatives if len(negatives) else None)
     logger.info("%d proposal(s) (%d similarity evaluations)", len(matches.points), matches.n_evaluations)
+    if len(matches.points) > 1 and not outside(matches.points, engine.labels).any():
+        logger.warning("all %d proposals fell inside the prompted instances: a prompt's mask has probably leaked "
+                       "into a neighbouring structure (check preview.png; negative points or another prompt help)",
+                       len(matches.points))
 
-    logger.info("stage 4/4: segmenting proposals in 3D")
-    similarity = {i.label: 1.0 for i in kept}
+    logger.info("stage 4/5: verifying proposals against the prompted particles")
+    with timer("verify"):
+        verification, similarity_of = _verify(volume.data, matches, kept, radius, negatives, engine.labels, config)
+
+    logger.info("stage 5/5: segmenting %d verified proposal(s) in 3D", int(verification.passed.sum()))
+    candidate_of: dict[int, int] = {}  # instance label -> index of the verified candidate it grew from
     records = list(prompted)
     skipped = 0
     lo, hi = config.size_ratio
+    passed = np.flatnonzero(verification.passed)
     with timer("segment_proposals"):
-        batches = range(0, len(matches.points), config.proposal_batch)
+        batches = range(0, len(passed), config.proposal_batch)
         for start in track(batches, "segmenting proposals", total=len(batches)):
-            points = matches.points[start:start + config.proposal_batch]
-            scores = matches.scores[start:start + config.proposal_batch]
-            voxels = to_voxel(points, volume.shape)
-            free = engine.labels[tuple(voxels.T)] == 0
+            chosen = passed[start:start + config.proposal_batch]
+            points = verification.centre[chosen]
+            free = outside(points, engine.labels)
             skipped += int(np.count_nonzero(~free))
             for p in points[~free]:
                 records.append(InstanceInfo(0, p, "skipped"))
             if not free.any():
                 continue
             infos = engine.segment(points[free], negatives, others_as_negatives=False)
-            for info, score in zip(infos, scores[free]):
+            for info, index in zip(infos, chosen[free]):
                 records.append(info)
                 if info.status != "ok":
                     continue
                 if not lo <= info.voxels / reference <= hi:
                     engine.remove(info, "rejected_size")
                 else:
-                    similarity[info.label] = float(score)
+                    candidate_of[info.label] = int(index)
 
-    if len(matches.points) > 1 and skipped == len(matches.points):
-        logger.warning("all %d proposals fell inside instances already segmented: a prompt's mask has probably "
-                    "leaked into a neighbouring structure (check preview.png; negative points or another "
-                    "prompt help)", skipped)
     with timer("finish"):
-        ranked = _assemble(engine, records, len(prompted), similarity, volume, config)
+        ranked = _assemble(engine, records, len(prompted), candidate_of, verification, similarity_of, volume,
+                           config)
     counts = {"prompts": len(prompts), "negatives": len(negatives), "proposals": len(matches.points),
-              "skipped_inside": skipped,
+              "candidates": len(verification.score), "verified": len(passed), "skipped_inside": skipped,
               "empty": sum(r.status == "empty" for r in records),
               "duplicate": sum(r.status == "duplicate" for r in records),
               "rejected_size": sum(r.status == "rejected_size" for r in records),
               "instances": len(ranked.particles), "n_embed": engine.segmenter.n_embed,
-              "n_predict": engine.segmenter.n_predict, "similarity_evaluations": matches.n_evaluations}
+              "n_predict": engine.segmenter.n_predict, "similarity_evaluations": matches.n_evaluations,
+              "leaks_repaired": len(leaks)}
     seconds = dict(timer.seconds)
     seconds.update({f"segment_{k}": v for k, v in engine.timer.seconds.items()})
     logger.info("%d instance(s) of the prompted kind", len(ranked.particles))
     models = {"segmenter": engine.segmenter.name, "features": getattr(extractor, "name", "features")}
-    return PickResult(ranked.instances, records, ranked.particles, ranked.iou_scores, counts, seconds, config, models,
-                      similarity=ranked.similarity, is_prompt=ranked.is_prompt, matches=matches, volume=volume)
+    c = ranked.columns
+    return PickResult(ranked.instances, records, ranked.particles, c["iou_score"], counts, seconds, config, models,
+                      score=c["score"], correlation=c["correlation"], similarity=c["similarity"],
+                      is_prompt=c["is_prompt"], matches=matches, volume=volume, verification=verification,
+                      leaks=tuple(leaks))
+
+
+def _verify(volume: np.ndarray, matches: MatchResult, prompted: list[InstanceInfo], radius: float,
+            negatives: np.ndarray, labels: np.ndarray, config: PickConfig) -> tuple[Verification, np.ndarray]:
+    """Score the matching proposals (and blobs of the prompted size) against the prompted particles.
+
+    Returns the verification and, per candidate it kept, the matching similarity of the best proposal on it
+    (NaN where only a blob was proposed).
+    """
+    cfg = config.verify
+    smooth = lowpass(volume, cfg.lowpass)
+    centres = np.array([i.centroid for i in prompted])
+    candidates = [matches.points]
+    if cfg.blob_proposals:
+        candidates.append(blob_candidates(volume, radius, polarity_at(smooth, centres, radius), cfg.blob_threshold))
+    points = np.concatenate(candidates).reshape(-1, 3)
+    verification = verify(smooth, points, centres, radius, negatives if len(negatives) else None, cfg, taken=labels)
+    return verification, _nearest_similarity(verification.centre, matches, 1.2 * radius)
+
+
+def _nearest_similarity(points: np.ndarray, matches: MatchResult, radius: float) -> np.ndarray:
+    """(N,) the matching similarity of the best proposal within `radius` voxels of each point (NaN: none)."""
+    out = np.full(len(points), np.nan)
+    if len(matches.points) and len(points):
+        from scipy.spatial import cKDTree
+
+        for i, near in enumerate(cKDTree(matches.points).query_ball_point(points, radius)):
+            if near:
+                out[i] = float(np.max(matches.scores[near]))
+    return out
 
 
 def _assemble(engine: CrossPlaneSegmenter, records: list[InstanceInfo], n_prompted: int,
-              similarity: dict[int, float], volume: Volume, config: PickConfig) -> RankedInstances:
-    """Relabel the kept instances 1..N (prompted first, then by decreasing similarity) and build the picks.
+              candidate_of: dict[int, int], verification: Verification, similarity: np.ndarray, volume: Volume,
+              config: PickConfig) -> RankedInstances:
+    """Relabel the kept instances 1..N (prompted first, then by decreasing score) and build the picks.
 
-    `records` starts with the `n_prompted` records of the user's prompts.
+    `records` starts with the `n_prompted` records of the user's prompts; `candidate_of` maps the label of every
+    other kept instance to its candidate in `verification` (and in `similarity`, one value per candidate).
     """
     prompted = [r for r in records[:n_prompted] if r.status == "ok"]
-    found = sorted((r for r in records[n_prompted:] if r.status == "ok"), key=lambda r: -similarity[r.label])
+    found = sorted((r for r in records[n_prompted:] if r.status == "ok"),
+                   key=lambda r: -verification.score[candidate_of[r.label]])
     picks = prompted + found
     lut = np.zeros(int(engine.labels.max()) + 1, dtype=np.int32)
     for new, r in enumerate(picks, 1):
         lut[r.label] = new
     labels = lut[engine.labels]
-    sim = np.array([similarity[r.label] for r in picks], dtype=np.float64)
-    is_prompt = np.arange(len(picks)) < len(prompted)
+    index = np.array([candidate_of[r.label] for r in found], dtype=np.int64)
+    ones = np.ones(len(prompted))
+    columns = {"score": np.concatenate([ones, verification.score[index]]),
+               "correlation": np.concatenate([ones, verification.correlation[index]]),
+               "similarity": np.concatenate([ones, similarity[index]]),
+               "iou_score": np.array([r.iou_score for r in picks], dtype=np.float64),
+               "is_prompt": np.arange(len(picks)) < len(prompted)}
     for r in picks:
         r.label = int(lut[r.label])
-    iou = np.array([r.iou_score for r in picks], dtype=np.float64)
     particles = Particles(np.array([r.centroid for r in picks]).reshape(-1, 3),
-                          classes=np.ones(len(picks), dtype=np.int64), scores=sim,
+                          classes=np.ones(len(picks), dtype=np.int64), scores=columns["score"],
                           instance_ids=np.array([r.label for r in picks], dtype=np.int64),
                           class_names={1: config.class_name})
-    return RankedInstances(Volume(labels, volume.voxel_size, volume.origin), particles, sim, iou, is_prompt)
+    return RankedInstances(Volume(labels, volume.voxel_size, volume.origin), particles, columns)

@@ -1,0 +1,95 @@
+"""A prompted instance that leaked into a neighbour: detected by where its mask lies around the click, and cut
+back to the part around the click.
+
+When the mask of a prompt runs into a neighbouring structure, the query and the exemplar describe the wrong
+thing and every proposal falls inside the leaked region. Users click particles near their middle, so a mask
+that holds the particle alone is centred close to the click (within a third of its radius on simulated
+tomograms); one that also holds a neighbour is centred towards the neighbour (two equal touching balls: 0.8
+of the merged mask's equivalent radius from either centre). The repair splits the mask at its necks (a
+watershed of its distance transform) and keeps the lobe holding the click.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ..segment3d.cleanup import component_at
+from ..segment3d.records import InstanceInfo
+
+OFFSET_FACTOR = 0.5  # leaked when the centroid lies farther than this times the equivalent radius from the click
+
+
+@dataclass(frozen=True)
+class Leak:
+    """A prompted instance whose mask leaked: its size and centroid offset before and after the repair."""
+
+    prompt: int
+    voxels: int
+    offset: float
+    kept_voxels: int
+
+    def describe(self) -> str:
+        return (f"prompt {self.prompt}'s mask ran into a neighbour ({self.voxels} voxels, centred {self.offset:.1f} "
+                f"voxels from the click); it was cut back to the {self.kept_voxels} voxels around the click")
+
+
+def equivalent_radius(voxels: float) -> float:
+    """Radius (voxels) of the ball of `voxels` voxels."""
+    return float((3 * voxels / (4 * np.pi)) ** (1 / 3))
+
+
+def is_leaked(info: InstanceInfo) -> bool:
+    """Whether a prompted instance's centroid lies too far from its click for a mask of its size."""
+    offset = float(np.linalg.norm(info.centroid - info.prompt))
+    return offset > max(2.0, OFFSET_FACTOR * equivalent_radius(info.voxels))
+
+
+def lobe_at(mask: np.ndarray, point: np.ndarray, depth: float = 1.0) -> np.ndarray:
+    """The lobe of a (Z, Y, X) bool mask holding `point` (z, y, x ints): a watershed of the distance transform
+    from its maxima deeper than `depth` voxels over their surroundings, so necks between blobs split it.
+
+    When no neck separates the click from the rest, the ball around the click as deep as the mask there (plus
+    one voxel) is taken instead.
+    """
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    depth_map = ndimage.distance_transform_edt(mask)
+    markers, _ = ndimage.label(h_maxima(depth_map, depth) & mask)
+    basins = watershed(-depth_map, markers, mask=mask)
+    point = np.clip(point, 0, np.array(mask.shape) - 1)
+    lobe = component_at(basins == basins[tuple(point)], point, 1) if mask[tuple(point)] else component_at(mask, point, 1)
+    if lobe.sum() < 0.9 * mask.sum():
+        return lobe
+    grid = np.ogrid[tuple(slice(0, s) for s in mask.shape)]
+    radius = float(depth_map[tuple(point)]) + 1.0
+    return mask & (sum((g - p) ** 2 for g, p in zip(grid, point)) <= radius**2)
+
+
+def repair_leak(labels: np.ndarray, info: InstanceInfo, number: int) -> Leak | None:
+    """Cut a leaked prompted instance back to its lobe around the click, in place; None when it has not leaked.
+
+    Args:
+        labels: (Z, Y, X) instance labels holding `info.label`.
+        info: the prompted instance (status "ok"); its voxels, centroid and bbox are updated.
+        number: the prompt's number (1-based), for messages.
+    """
+    if not is_leaked(info):
+        return None
+    z0, y0, x0, z1, y1, x1 = info.bbox
+    window = (slice(z0, z1), slice(y0, y1), slice(x0, x1))
+    mine = labels[window] == info.label
+    kept = lobe_at(mine, np.round(info.prompt).astype(np.int64) - (z0, y0, x0))
+    voxels = np.argwhere(kept)
+    if not len(voxels):
+        return None
+    leak = Leak(number, info.voxels, float(np.linalg.norm(info.centroid - info.prompt)), len(voxels))
+    labels[window][mine & ~kept] = 0
+    info.voxels = len(voxels)
+    info.centroid = voxels.mean(axis=0) + (z0, y0, x0)
+    lo, hi = voxels.min(axis=0) + (z0, y0, x0), voxels.max(axis=0) + (z0, y0, x0) + 1
+    info.bbox = tuple(int(v) for v in (*lo, *hi))
+    return leak
