@@ -41,13 +41,22 @@ def test_pick_command(tmp_path, saved, capsys):
     assert config["matching"]["top_k"] == 20 and config["matching"]["tau_sim"] == 0.45
     assert config["matching"]["levels"] == [16, 8, 4]  # not set: the library default
     assert config["size_ratio"] == [0.4, 2.5] and config["segment"]["tau_iou"] == 0.5
-    assert set(report["seconds"]) >= {"segment_prompts", "features", "matching", "segment_proposals"}
+    assert set(report["seconds"]) >= {"segment_prompts", "features", "matching", "verify", "segment_proposals"}
+    cut = report["verification"]["cut"]
+    assert f"score cut {cut:.3f} ({report['verification']['cut_chosen_by']})" in captured.out
+    assert config["verify"]["cut"] is None  # chosen from the data
     assert read_volume(out / "instances.mrc").voxel_size == sim.tomogram.voxel_size
     picks = read_particles(out / "particles.star")
     assert len(picks) == report["counts"]["instances"] >= 2
     dist = np.linalg.norm(picks.coords[:, None] - sim.particles.coords[None], axis=2).min(axis=1)
     assert np.mean(dist < 4) >= 0.5
     assert list(tmp_path.joinpath("c").iterdir())  # embeddings and features were cached
+    # a cut given by the user is used as it is: at 1.0 nothing but the prompt passes
+    strict = tmp_path / "strict"
+    assert main(["-q", "pick", str(files["tomogram"]), "--prompt", f"{z:.1f},{y:.1f},{x:.1f}", "-o", str(strict),
+                 "--cut", "1", "--cache-dir", str(tmp_path / "c")]) == 0
+    report = json.loads((strict / "report.json").read_text())
+    assert report["verification"]["cut_chosen_by"] == "given" and report["counts"]["instances"] == 1
 
 
 def test_pick_bad_input_is_one_line_and_writes_nothing(tmp_path, saved, capsys, cli_refuses):
@@ -63,6 +72,7 @@ def test_pick_bad_input_is_one_line_and_writes_nothing(tmp_path, saved, capsys, 
     cli_refuses(base + ["--prompt", good, "--features", "no-such-features"],
                 "unknown model 'no-such-features'", tmp_path)
     cli_refuses(base + ["--prompt", good, "--tau-sim", "3"], "tau_sim", tmp_path)
+    cli_refuses(base + ["--prompt", good, "--cut", "1.5"], "cut must lie in [-1, 1]", tmp_path)
     cli_refuses(base + ["--prompt", good, "--size-ratio", "2"],
                 "--size-ratio must be two comma-separated numbers low,high", tmp_path)
     wrong_spacing = write_particles(Particles([(z, y, x)]), tmp_path / "p.json", fmt="copick", voxel_size=5.0)

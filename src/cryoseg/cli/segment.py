@@ -18,6 +18,7 @@ from ..models.registry import DEFAULT_FEATURES, DEFAULT_SEGMENTER
 from ..pipelines.config import PickConfig
 from ..pipelines.output import DEFAULT_VOLUME_FORMAT, VOLUME_FORMATS
 from ..segment3d.config import SelfPromptConfig
+from ..verify.config import VerifyConfig
 from .common import DEVICE_HELP, NAN_POLICY_HELP, check_output_dir, only_set, say
 from .parse import parse_numbers, parse_point, parse_voxel_size
 
@@ -154,6 +155,9 @@ def pick(
     size_ratio: str | None = typer.Option(
         None, "--size-ratio", help="low,high: keep instances whose volume over the prompted ones' is in range "
                                    f"(default {','.join(f'{v:g}' for v in _PICK.size_ratio)})."),
+    cut: float | None = typer.Option(
+        None, "--cut", help="Verification score a pick needs, -1 to 1 (default: chosen from the candidates' "
+                            "scores, see report.json's verification)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Embedding and feature cache folder."),
     voxel_size: str | None = VOXEL_SIZE,
     volume_format: str | None = VOLUME_FORMAT,
@@ -172,6 +176,8 @@ def pick(
         pick_kwargs["matching"] = MatchingConfig(**matching)
     if size_ratio is not None:
         pick_kwargs["size_ratio"] = parse_numbers(size_ratio, "--size-ratio", (2,), meaning="low,high")
+    if cut is not None:
+        pick_kwargs["verify"] = VerifyConfig(cut=cut)
     config = PickConfig(**pick_kwargs)
     volume, points, negs = _load_inputs(tomo, voxel_size, nan_policy, prompt, prompts, negative, negatives)
     kwargs = only_set({"segmenter": segmenter, "features": features, "weights": weights,
@@ -181,9 +187,10 @@ def pick(
     files = result.save(output, inputs=tuple(p for p in (tomo, prompts, negatives) if p is not None),
                         parameters={"tomogram": str(tomo)}, **only_set({"volume_format": volume_format}))
     c = result.counts
-    say(f"{c['instances']} instance(s) from {c['prompts']} prompt(s) and {c['proposals']} proposal(s) "
-        f"({c['skipped_inside']} inside earlier instances, {c['rejected_size']} rejected by size); "
-        f"wrote {len(files)} files to {output}")
+    v = result.verification
+    say(f"{c['instances']} instance(s) from {c['prompts']} prompt(s): {c['candidates']} candidate(s) verified, "
+        f"{c['verified']} at or above the score cut {v.cut.value:.3f} ({v.cut.how}), {c['rejected_size']} of those "
+        f"rejected by size; wrote {len(files)} files to {output}")
 
 
 def register(app: typer.Typer) -> None:
