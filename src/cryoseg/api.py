@@ -155,7 +155,8 @@ def pick(volume: VolumeLike, prompts: Any, negative: Any = None,
     Args:
         volume: tomogram: a `Volume`, a (Z, Y, X) array or a file (MRC, TIFF, OME-Zarr).
         prompts: one or a few points on instances of the kind: (N, 3) z, y, x voxels, `Particles` or a file.
-        negative: points on things that are not of the kind (excluded from masks, pushed away in matching).
+        negative: points on things that are not of the kind (excluded from masks, pushed away in matching; in
+            verification, everything that looks more like them than like the prompted particles scores lower).
         segmenter: registry name of the 2D promptable segmenter, or a backend instance.
         features: registry name of the feature extractor, or a backend instance.
         weights: weights of the segmenter; feature_weights: of the feature extractor.
@@ -167,7 +168,9 @@ def pick(volume: VolumeLike, prompts: Any, negative: Any = None,
         config: settings (default `PickConfig()`).
 
     Returns:
-        `PickResult`: instance labels, semantic mask, centroid picks with scores, counts, seconds per stage.
+        `PickResult`: instance labels, semantic mask, centroid picks scored by verification (with the cut and
+        how it was chosen in `.verification`), counts, seconds per stage, and any prompted mask that leaked and
+        was cut back (`.leaks`).
     """
     from .pipelines.pick import pick_instances
 
