@@ -29,6 +29,7 @@ was embedded.
     python benchmarks/bench_picking.py --quick --no-fm   # one 128^3 tomogram, one DeepFinder toy (~5-10 min)
     python benchmarks/bench_picking.py --no-fm --out benchmarks/bench_picking.md   # all but the FM path (~70 min)
     python benchmarks/bench_picking.py --only deepfinder   # the five DeepFinder toy tomograms alone
+    python benchmarks/bench_picking.py --only large        # the 200x512x512 tomogram alone, no one-shot TM
 
 Angular steps: 30° on the 128^3 tomograms (45° with --quick), 45° on the DeepFinder toys. On 200x512x512 all
 four classes run, without true-template matching (at 30°, 553 rotations, over an hour per class here), and
@@ -489,9 +490,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tm-step", type=float, default=None, help="template-matching angular step (degrees)")
     parser.add_argument("--no-large", action="store_true", help="skip the 200x512x512 tomogram")
     parser.add_argument("--no-fm", action="store_true", help="skip the foundation-model path")
-    parser.add_argument("--only", choices=("deepfinder",), default=None,
+    parser.add_argument("--only", choices=("deepfinder", "large"), default=None,
                         help="run only these rows: 'deepfinder' runs the DeepFinder toy tomograms alone (no simulated "
-                             "tomograms, no 200x512x512 profile, no foundation-model path)")
+                             "tomograms, no 200x512x512 profile, no foundation-model path); 'large' runs the "
+                             "200x512x512 tomogram alone, without one-shot TM (its rows do not depend on the pick code)")
     parser.add_argument("--fm", action="store_true", help="run the foundation-model path in --quick mode too")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/cryoseg-bench"))
     parser.add_argument("--out", type=Path, default=None, help="markdown file for the tables")
@@ -510,9 +512,10 @@ def main(argv: list[str] | None = None) -> int:
     tm_step = args.tm_step or (45.0 if args.quick else 30.0)
     started = time.time()
 
-    only_df = args.only == "deepfinder"
-    datasets = [] if only_df else [simulated(args.workdir, (128, 128, 128), s, 45, SMALL_SET) for s in seeds]
-    datasets += [deepfinder(i) for i in ([1] if args.quick else [1, 2, 3, 4, 5])]
+    only_df, only_large = args.only == "deepfinder", args.only == "large"
+    datasets = [] if only_df or only_large else [simulated(args.workdir, (128, 128, 128), s, 45, SMALL_SET)
+                                                 for s in seeds]
+    datasets += [] if only_large else [deepfinder(i) for i in ([1] if args.quick else [1, 2, 3, 4, 5])]
     rows = []
     for d in datasets:
         # The DeepFinder tomograms are small and have 9 classes: a coarser angular step keeps TM affordable.
@@ -526,13 +529,13 @@ def main(argv: list[str] | None = None) -> int:
         datasets.append(big)
         ribosome = next(c for c, name in big.names.items() if name == "4v4r")
         big_rows, profile = run_dataset(big, args, None, max(tm_step, 45.0), profile=(ribosome, args.workdir),
-                                        one_shot_classes=(ribosome,))
+                                        one_shot_classes=() if only_large else (ribosome,))
         rows += big_rows
     for r in rows:
         d = next(d for d in datasets if d.name == r["data"])
         r["radius"] = d.radius[r["cls"]]
     fm = None
-    if not args.no_fm and not only_df and (args.fm or not args.quick):
+    if not args.no_fm and not only_df and not only_large and (args.fm or not args.quick):
         small = datasets[0]  # a small particle class keeps the slices to embed (25 s each for SAM here) few
         fm = fm_path(small, min(small.radius, key=small.radius.get), args.seed, (24, 48, 48), 2)
 

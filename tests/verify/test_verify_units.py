@@ -79,6 +79,23 @@ def test_cut_splits_two_groups_and_keeps_all_of_a_handful():
     assert few.how == "all" and few.value == pytest.approx(0.8)
 
 
+def test_three_prompts_set_the_cut_from_their_own_scores():
+    scores = np.concatenate([np.full(50, 0.3), np.full(50, 0.5), np.full(30, 0.7)])  # two kinds score high
+    anchored = choose_cut(scores, prompt_scores=np.array([0.68, 0.72, 0.7]))
+    assert anchored.how == "prompts" and anchored.value == pytest.approx(0.7 - 2 * 0.02)
+    assert choose_cut(scores, prompt_scores=np.array([0.68, 0.72])).how != "prompts"  # two are too few
+
+
+def test_verify_with_three_prompts_cuts_between_the_kinds(scene):
+    volume, rods, balls = scene
+    extra = np.concatenate([rods, balls, [(8, 30, 100), (30, 8, 20)]])  # two empty places as well
+    result = verify(volume, extra, rods, 4.0)
+    assert result.cut.how == "prompts"
+    assert result.score[result.passed].size == 0 or result.score[result.passed].min() >= result.cut.value
+    on_balls = np.isin(result.source, [3, 4])
+    assert on_balls.any() and (result.score[on_balls] < result.cut.value).all()
+
+
 def _instance(mask: np.ndarray, prompt) -> tuple[np.ndarray, InstanceInfo]:
     labels = mask.astype(np.int32)
     voxels = np.argwhere(mask)

@@ -7,6 +7,13 @@ a score becomes more likely under the upper component than under the lower one. 
 overlap (Ashman's D < `MIN_SEPARATION`) the scores show no clear group of the prompted kind; the cut is
 still taken there, and flagged ("mixture, overlapping") so the caller can warn. (Otsu's threshold over all
 scores, tried as the fallback, lost half the picks on two of nine simulated classes.)
+
+With three or more prompts, the prompts themselves show what a copy of the kind scores: each prompted particle
+scored against the other prompts' exemplars is an unbiased sample of it (the candidates are a ranked
+selection; the prompts were clicked, not ranked). The cut is then their mean less `PROMPT_SPREAD` standard
+deviations, which keeps about 98 % of the copies if their scores are normal. The mixture cannot tell apart two
+kinds that both score well (a 70S ribosome prompt against 70S and mitochondrial ribosomes on a simulated
+200x512x512 tomogram: F1 0.64 at the mixture's cut with ten prompts, below one prompt's 0.69).
 """
 
 from __future__ import annotations
@@ -16,12 +23,14 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_SEPARATION = 2.0
+PROMPT_SPREAD = 2.0
+MIN_PROMPTS = 3
 
 
 @dataclass(frozen=True)
 class Cut:
-    """The chosen cut and how it was chosen ("mixture", "mixture, overlapping", "given", or "all": too few
-    candidates to tell groups apart, all kept)."""
+    """The chosen cut and how it was chosen ("mixture", "mixture, overlapping", "prompts", "given", or "all": too
+    few candidates to tell groups apart, all kept)."""
 
     value: float
     how: str
@@ -52,12 +61,17 @@ def _mixture(x: np.ndarray, iterations: int = 200) -> tuple[np.ndarray, np.ndarr
     return w[order], mu[order], sd[order]
 
 
-def choose_cut(scores: np.ndarray) -> Cut:
+def choose_cut(scores: np.ndarray, prompt_scores: np.ndarray | None = None) -> Cut:
     """The cut on candidate scores (see the module docstring).
 
     Args:
         scores: (N,) scores of every candidate, higher is more like the prompted particles.
+        prompt_scores: (P,) each prompted particle's score against the other prompts' exemplars; used when
+            there are at least `MIN_PROMPTS`.
     """
+    if prompt_scores is not None and len(prompt_scores) >= MIN_PROMPTS:
+        anchor = np.asarray(prompt_scores, np.float64)
+        return Cut(float(anchor.mean() - PROMPT_SPREAD * anchor.std(ddof=1)), "prompts")
     x = np.asarray(scores, np.float64)
     x = x[np.isfinite(x)]
     upper = x[x >= np.median(x)] if len(x) else x

@@ -99,7 +99,8 @@ def verify(smooth: np.ndarray, points: np.ndarray, prompts: np.ndarray, radius: 
         near = np.linalg.norm(found.centre[:, None] - np.asarray(prompts)[None], axis=2).min(axis=1) <= radius
         return ~near & (outside(found.centre, taken) if taken is not None else True)
 
-    found, against, total = score(positive, points, config.shift)
+    exemplars = positive
+    found, against, total = score(exemplars, points, config.shift)
     keep = new(found)
     for _ in range(config.refine_rounds):
         distinct = _distinct(found.centre, total, keep, radius)
@@ -108,18 +109,29 @@ def verify(smooth: np.ndarray, points: np.ndarray, prompts: np.ndarray, radius: 
         if cut.how == "all" or not len(best):
             break  # too few candidates to tell which are of the kind: nothing safe to average in
         # Centres were found in the first round; later rounds score there only (27 times cheaper at shift 1).
-        found, against, total = score(averaged_exemplars(smooth, positive, found, best, sphere, step), found.centre, 0)
+        exemplars = averaged_exemplars(smooth, positive, found, best, sphere, step)
+        found, against, total = score(exemplars, found.centre, 0)
         keep = new(found)
     distinct = _distinct(found.centre, total, keep, radius)
-    cut = _cut(total[distinct], config)
+    cut = _cut(total[distinct], config, _prompt_scores(smooth, prompts, exemplars, sphere, config.shift))
     logger.info("verification: %d candidate(s), %d at or above the cut %.3f (%s)", len(distinct),
                 int(np.sum(total[distinct] >= cut.value)), cut.value, cut.how)
     return Verification(found.centre[distinct], total[distinct], found.score[distinct], against[distinct], distinct,
                         cut, sphere.radius)
 
 
-def _cut(scores: np.ndarray, config: VerifyConfig) -> Cut:
-    return choose_cut(scores) if config.cut is None else Cut(config.cut, "given")
+def _cut(scores: np.ndarray, config: VerifyConfig, prompt_scores: np.ndarray | None = None) -> Cut:
+    return choose_cut(scores, prompt_scores) if config.cut is None else Cut(config.cut, "given")
+
+
+def _prompt_scores(smooth: np.ndarray, prompts: np.ndarray, exemplars: np.ndarray, sphere: Sphere,
+                   shift: int) -> np.ndarray | None:
+    """(P,) each prompted particle's correlation with the other prompts' exemplars (None for one prompt)."""
+    prompts = np.asarray(prompts, np.float64).reshape(-1, 3)
+    if len(prompts) < 2:
+        return None
+    return np.array([correlate(smooth, prompts[p:p + 1], np.delete(exemplars, p, axis=0), sphere, shift).score[0]
+                     for p in range(len(prompts))])
 
 
 def _distinct(centres: np.ndarray, scores: np.ndarray, keep: np.ndarray, radius: float) -> np.ndarray:
