@@ -494,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only these rows: 'deepfinder' runs the DeepFinder toy tomograms alone (no simulated "
                              "tomograms, no 200x512x512 profile, no foundation-model path); 'large' runs the "
                              "200x512x512 tomogram alone, without one-shot TM (its rows do not depend on the pick code)")
+    parser.add_argument("--large-classes", type=str, default=None,
+                        help="comma-separated class names of the 200x512x512 tomogram to run (default: all four)")
     parser.add_argument("--fm", action="store_true", help="run the foundation-model path in --quick mode too")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/cryoseg-bench"))
     parser.add_argument("--out", type=Path, default=None, help="markdown file for the tables")
@@ -526,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
         # No true-template TM here, and one-shot TM at 45° on the ribosome only (about 11 min; 30° would take about
         # 35 min per class).
         big = simulated(args.workdir, (200, 512, 512), 1, 400, LARGE_SET)
+        if args.large_classes:
+            wanted = args.large_classes.split(",")
+            big.names = {c: name for c, name in big.names.items() if name in wanted}
         datasets.append(big)
         ribosome = next(c for c, name in big.names.items() if name == "4v4r")
         big_rows, profile = run_dataset(big, args, None, max(tm_step, 45.0), profile=(ribosome, args.workdir),
