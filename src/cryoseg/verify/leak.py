@@ -6,7 +6,10 @@ thing and every proposal falls inside the leaked region. Users click particles n
 that holds the particle alone is centred close to the click (within a third of its radius on simulated
 tomograms); one that also holds a neighbour is centred towards the neighbour (two equal touching balls: 0.8
 of the merged mask's equivalent radius from either centre). The repair splits the mask at its necks (a
-watershed of its distance transform) and keeps the lobe holding the click.
+watershed of its distance transform) and keeps the lobe holding the click. A mask with no neck is left as it
+is when the click lies within its equivalent radius of its centroid (one body clicked off its centre:
+DeepFinder's particle centres often lie on a mask's rim), and cut to a ball around the click when farther (it
+ran along something thin).
 """
 
 from __future__ import annotations
@@ -47,12 +50,14 @@ def is_leaked(info: InstanceInfo) -> bool:
     return offset > max(2.0, OFFSET_FACTOR * equivalent_radius(info.voxels))
 
 
-def lobe_at(mask: np.ndarray, point: np.ndarray, depth: float = 1.0) -> np.ndarray:
+def lobe_at(mask: np.ndarray, point: np.ndarray, far: bool, depth: float = 1.0) -> np.ndarray | None:
     """The lobe of a (Z, Y, X) bool mask holding `point` (z, y, x ints): a watershed of the distance transform
     from its maxima deeper than `depth` voxels over their surroundings, so necks between blobs split it.
 
-    When no neck separates the click from the rest, the ball around the click as deep as the mask there (plus
-    one voxel) is taken instead.
+    When no neck separates the click's lobe from the rest (it would hold 90 % of the mask or more): with `far`
+    (the mask's centroid lies beyond its equivalent radius from the click: the mask ran along something thin),
+    the ball around the click as deep as the mask there, plus one voxel; otherwise None: one compact body
+    clicked off its centre, not a leak.
     """
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
@@ -64,13 +69,16 @@ def lobe_at(mask: np.ndarray, point: np.ndarray, depth: float = 1.0) -> np.ndarr
     lobe = component_at(basins == basins[tuple(point)], point, 1) if mask[tuple(point)] else component_at(mask, point, 1)
     if lobe.sum() < 0.9 * mask.sum():
         return lobe
+    if not far:
+        return None
     grid = np.ogrid[tuple(slice(0, s) for s in mask.shape)]
     radius = float(depth_map[tuple(point)]) + 1.0
     return mask & (sum((g - p) ** 2 for g, p in zip(grid, point)) <= radius**2)
 
 
 def repair_leak(labels: np.ndarray, info: InstanceInfo, number: int) -> Leak | None:
-    """Cut a leaked prompted instance back to its lobe around the click, in place; None when it has not leaked.
+    """Cut a leaked prompted instance back to its lobe around the click, in place; None when it has not leaked
+    (centred near its click, or with no neck to cut at).
 
     Args:
         labels: (Z, Y, X) instance labels holding `info.label`.
@@ -82,11 +90,13 @@ def repair_leak(labels: np.ndarray, info: InstanceInfo, number: int) -> Leak | N
     z0, y0, x0, z1, y1, x1 = info.bbox
     window = (slice(z0, z1), slice(y0, y1), slice(x0, x1))
     mine = labels[window] == info.label
-    kept = lobe_at(mine, np.round(info.prompt).astype(np.int64) - (z0, y0, x0))
-    voxels = np.argwhere(kept)
+    offset = float(np.linalg.norm(info.centroid - info.prompt))
+    far = offset > equivalent_radius(info.voxels)
+    kept = lobe_at(mine, np.round(info.prompt).astype(np.int64) - (z0, y0, x0), far)
+    voxels = np.argwhere(kept) if kept is not None else np.zeros((0, 3))
     if not len(voxels):
         return None
-    leak = Leak(number, info.voxels, float(np.linalg.norm(info.centroid - info.prompt)), len(voxels))
+    leak = Leak(number, info.voxels, offset, len(voxels))
     labels[window][mine & ~kept] = 0
     info.voxels = len(voxels)
     info.centroid = voxels.mean(axis=0) + (z0, y0, x0)
