@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from cryoseg.segment3d.records import InstanceInfo
-from cryoseg.verify import VerifyConfig, choose_cut, is_leaked, repair_leak, verify
+from cryoseg.verify import VerifyConfig, blob_candidates, choose_cut, is_leaked, repair_leak, verify
 from cryoseg.verify.correlate import Sphere, correlate, exemplar_vectors
 
 
@@ -68,6 +68,14 @@ def test_a_negative_exemplar_lowers_what_looks_like_it(scene):
     assert after[0] < before[0] - 0.1 and after[1] < before[1] - 0.1
     assert np.all(np.isfinite(pushed.negative)) and np.all(np.isnan(plain.negative))
     assert pushed.passed.tolist() == [True, False, False]  # best first: the ball alone passes
+
+
+def test_blob_candidates_are_capped_to_the_strongest(scene):
+    volume, rods, balls = scene
+    every = blob_candidates(volume, 3.6, "bright", 3.0)
+    two = blob_candidates(volume, 3.6, "bright", 3.0, top_k=2)
+    assert len(every) > 2 and np.array_equal(two, every[:2])
+    assert np.min(np.linalg.norm(balls[:, None] - two[None], axis=2), axis=0).max() <= 2  # the two balls
 
 
 def test_cut_splits_two_groups_and_keeps_all_of_a_handful():

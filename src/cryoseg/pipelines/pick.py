@@ -241,7 +241,8 @@ def _verify(volume: np.ndarray, matches: MatchResult, prompted: list[InstanceInf
     centres = np.array([i.centroid for i in prompted])
     candidates = [matches.points]
     if cfg.blob_proposals:
-        candidates.append(blob_candidates(volume, radius, polarity_at(smooth, centres, radius), cfg.blob_threshold))
+        polarity = polarity_at(smooth, centres, radius)
+        candidates.append(blob_candidates(volume, radius, polarity, cfg.blob_threshold, cfg.blob_top_k))
     points = np.concatenate(candidates).reshape(-1, 3)
     verification = verify(smooth, points, centres, radius, negatives if len(negatives) else None, cfg, taken=labels)
     return verification, _nearest_similarity(verification.centre, matches, 1.2 * radius)

@@ -22,9 +22,11 @@ def polarity_at(volume: np.ndarray, centres: np.ndarray, radius: float) -> str:
     return "dark" if float(np.mean(inside)) < float(volume[::step, ::step, ::step].mean()) else "bright"
 
 
-def blob_candidates(volume: np.ndarray, radius: float, polarity: str, threshold: float) -> np.ndarray:
-    """(N, 3) z, y, x voxels of Laplacian-of-Gaussian blobs of `radius` voxels and the given polarity."""
-    config = LoGConfig(scales=(1.0,), polarity=polarity, threshold=threshold)
+def blob_candidates(volume: np.ndarray, radius: float, polarity: str, threshold: float,
+                    top_k: int | None = None) -> np.ndarray:
+    """(N, 3) z, y, x voxels of Laplacian-of-Gaussian blobs of `radius` voxels and the given polarity, strongest
+    first (at most `top_k`)."""
+    config = LoGConfig(scales=(1.0,), polarity=polarity, threshold=threshold, top_k=top_k)
     return log_blobs(volume, radius, config).coords
 
 

@@ -24,6 +24,8 @@ class VerifyConfig:
             Gaussian): cheap, class-agnostic, and with verification ranking them, it lifts recall where the
             features miss copies.
         blob_threshold: robust z-score of the LoG response a blob proposal needs.
+        blob_top_k: most blob proposals (the strongest): small radii on large tomograms give thousands of noise
+            blobs (the simulated 128^3 and 200x512x512 tomograms gave at most 661 for their larger classes).
         refine_rounds: rounds of averaging each prompted particle with its best matches before scoring again
             (`cryoseg.verify.template`).
         refine_top: most candidates averaged in per round (only those above that round's cut; on the same
@@ -39,6 +41,7 @@ class VerifyConfig:
     mask_scale: float = 1.5
     blob_proposals: bool = True
     blob_threshold: float = 3.0
+    blob_top_k: int = 2048
     refine_rounds: int = 1
     refine_top: int = 32
     negative_weight: float = 1.0
@@ -51,6 +54,8 @@ class VerifyConfig:
             raise InputError(f"shift must be 0 to 5 voxels, got {self.shift}")
         if self.lowpass < 0 or self.mask_scale <= 0:
             raise InputError("lowpass must be >= 0 and mask_scale > 0")
+        if self.blob_top_k < 1:
+            raise InputError(f"blob_top_k must be at least 1, got {self.blob_top_k}")
         if self.refine_rounds < 0 or self.refine_top < 1:
             raise InputError("refine_rounds must be >= 0 and refine_top >= 1")
         if self.negative_weight < 0:
