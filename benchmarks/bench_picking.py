@@ -58,6 +58,7 @@ import numpy as np
 from cryoseg.baselines import LoGConfig, TemplateMatchingConfig, log_blobs, template_match
 from cryoseg.errors import InputError
 from cryoseg.eval import match_picks, precision_recall_curve
+from cryoseg.geometry import equivalent_radius
 from cryoseg.io.particles import Particles
 from cryoseg.io.volumes import read_volume
 from cryoseg.models.base import FeatureExtractor, PromptableSegmenter, SliceEmbedding
@@ -120,7 +121,7 @@ def deepfinder(index: int) -> Dataset:
     for c in np.unique(classes):
         c = int(c)
         names[c] = f"class {c}"
-        radius[c] = float((3 * np.sum(labels == c) / np.sum(classes == c) / (4 * np.pi)) ** (1 / 3))
+        radius[c] = equivalent_radius(np.sum(labels == c) / np.sum(classes == c))
         centre = coords[classes == c][0].round().astype(int)
         half = int(np.ceil(2 * radius[c])) + 2
         box = tuple(slice(max(0, p - half), p + half + 1) for p in centre)

@@ -113,3 +113,8 @@ def to_voxel(points: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     as (N, 3) int64 clipped into `shape`."""
     voxels = np.floor(np.asarray(points, dtype=np.float64) + 0.5).astype(np.int64)
     return np.clip(voxels, 0, np.asarray(shape) - 1)
+
+
+def equivalent_radius(voxels: float) -> float:
+    """Radius (voxels) of the ball of `voxels` voxels (a particle's equivalent-sphere radius)."""
+    return float((3.0 * voxels / (4.0 * np.pi)) ** (1.0 / 3.0))

@@ -9,7 +9,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InputError
-from ..geometry import outside_volume
+from ..geometry import equivalent_radius, outside_volume
 from .features import VolumeFeatures
 
 
@@ -50,7 +50,7 @@ def make_query(features: VolumeFeatures, masks: np.ndarray) -> Query:
     norm = float(np.linalg.norm(mean))
     if norm < 1e-12:
         raise InputError("the prompted instances' features average to zero; cannot build a query")
-    radius = float((3.0 * inside.sum() / n / (4.0 * np.pi)) ** (1.0 / 3.0))
+    radius = equivalent_radius(inside.sum() / n)
     return Query((mean / norm).astype(np.float32), radius=radius, n_instances=n)
 
 

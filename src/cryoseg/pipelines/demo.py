@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..eval import PickingScores, SegmentationScores, match_picks, segmentation_scores
+from ..geometry import equivalent_radius
 from ..io.particles import Particles
 from ..io.report import REPORT, StageTimer, write_report
 from ..synth import Simulation, SimulationConfig, simulate
@@ -83,7 +84,7 @@ def _run(outdir: Path, seed: int, config: SimulationConfig | None) -> DemoResult
         result = api.pick(sim.tomogram, prompts=prompt[None])
     files.update({f"pick/{k}": p for k, p in result.save(outdir / "pick").items()})
     truth = sim.particles.subset(sim.particles.classes == cls)
-    radius = (3 * np.count_nonzero(sim.labels.data == cls) / max(len(truth), 1) / (4 * np.pi)) ** (1 / 3)
+    radius = equivalent_radius(np.count_nonzero(sim.labels.data == cls) / max(len(truth), 1))
     picking = match_picks(Particles(result.particles.coords, scores=result.particles.scores),
                           Particles(truth.coords), tolerance=max(2.0, radius / 2))
     segmentation = segmentation_scores(result.mask.data.astype(bool), sim.labels.data == cls)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..geometry import equivalent_radius
 from ..io.particles import Particles
 from ..io.report import StageTimer
 from ..io.volume import Volume
@@ -32,7 +33,6 @@ from ..verify import (
     Leak,
     Verification,
     blob_candidates,
-    equivalent_radius,
     lowpass,
     outside,
     polarity_at,

@@ -138,11 +138,8 @@ class CrossPlaneSegmenter:
         label = self._next_label
         self._next_label += 1
         self.labels[window][crop] = label
-        voxels = np.argwhere(crop)
-        lo, hi = voxels.min(axis=0) + offset, voxels.max(axis=0) + offset + 1
-        info.label, info.status, info.voxels = label, "ok", len(voxels)
-        info.centroid = voxels.mean(axis=0) + offset
-        info.bbox = tuple(int(v) for v in (*lo, *hi))
+        info.label, info.status = label, "ok"
+        info.fit_to(np.argwhere(crop), offset)
         return info
 
     def remove(self, info: InstanceInfo, status: str) -> None:

@@ -41,6 +41,15 @@ class InstanceInfo:
     slices: dict[str, int] = field(default_factory=dict)
     duplicate_of: int = 0
 
+    def fit_to(self, voxels: np.ndarray, offset: np.ndarray | tuple[int, int, int]) -> None:
+        """Set `voxels`, `centroid` and `bbox` from the instance's (K, 3) voxel indices within a window at
+        `offset` (z, y, x) of the volume (K >= 1)."""
+        offset = np.asarray(offset)
+        lo, hi = voxels.min(axis=0) + offset, voxels.max(axis=0) + offset + 1
+        self.voxels = len(voxels)
+        self.centroid = voxels.mean(axis=0) + offset
+        self.bbox = tuple(int(v) for v in (*lo, *hi))
+
     def as_row(self) -> dict[str, Any]:
         """A flat dict (for CSV tables and JSON reports)."""
         row: dict[str, Any] = {"label": self.label, "status": self.status,

@@ -4,8 +4,8 @@ negative exemplars, a cut chosen from the data) and repair of prompted instances
 from .candidates import blob_candidates, outside, polarity_at
 from .config import VerifyConfig
 from .cut import Cut, choose_cut
-from .leak import Leak, equivalent_radius, is_leaked, repair_leak
+from .leak import Leak, is_leaked, repair_leak
 from .verifier import Verification, lowpass, verify
 
-__all__ = ["Cut", "Leak", "Verification", "VerifyConfig", "blob_candidates", "choose_cut", "equivalent_radius",
+__all__ = ["Cut", "Leak", "Verification", "VerifyConfig", "blob_candidates", "choose_cut",
            "is_leaked", "lowpass", "outside", "polarity_at", "repair_leak", "verify"]

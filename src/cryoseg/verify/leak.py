@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..geometry import equivalent_radius
 from ..segment3d.cleanup import component_at
 from ..segment3d.records import InstanceInfo
 
@@ -37,11 +38,6 @@ class Leak:
     def describe(self) -> str:
         return (f"prompt {self.prompt}'s mask ran into a neighbour ({self.voxels} voxels, centred {self.offset:.1f} "
                 f"voxels from the click); it was cut back to the {self.kept_voxels} voxels around the click")
-
-
-def equivalent_radius(voxels: float) -> float:
-    """Radius (voxels) of the ball of `voxels` voxels."""
-    return float((3 * voxels / (4 * np.pi)) ** (1 / 3))
 
 
 def is_leaked(info: InstanceInfo) -> bool:
@@ -98,8 +94,5 @@ def repair_leak(labels: np.ndarray, info: InstanceInfo, number: int) -> Leak | N
         return None
     leak = Leak(number, info.voxels, offset, len(voxels))
     labels[window][mine & ~kept] = 0
-    info.voxels = len(voxels)
-    info.centroid = voxels.mean(axis=0) + (z0, y0, x0)
-    lo, hi = voxels.min(axis=0) + (z0, y0, x0), voxels.max(axis=0) + (z0, y0, x0) + 1
-    info.bbox = tuple(int(v) for v in (*lo, *hi))
+    info.fit_to(voxels, (z0, y0, x0))
     return leak

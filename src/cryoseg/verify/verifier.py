@@ -113,7 +113,8 @@ def verify(smooth: np.ndarray, points: np.ndarray, prompts: np.ndarray, radius: 
         found, against, total = score(exemplars, found.centre, 0)
         keep = new(found)
     distinct = _distinct(found.centre, total, keep, radius)
-    cut = _cut(total[distinct], config, _prompt_scores(smooth, prompts, exemplars, sphere, config.shift))
+    anchor = _prompt_scores(smooth, prompts, exemplars, sphere, config.shift) if config.cut is None else None
+    cut = _cut(total[distinct], config, anchor)
     logger.info("verification: %d candidate(s), %d at or above the cut %.3f (%s)", len(distinct),
                 int(np.sum(total[distinct] >= cut.value)), cut.value, cut.how)
     return Verification(found.centre[distinct], total[distinct], found.score[distinct], against[distinct], distinct,
