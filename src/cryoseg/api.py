@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .models.base import FeatureExtractor, PromptableSegmenter
     from .pipelines.config import PickConfig
     from .pipelines.pick import PickResult
+    from .pipelines.pick_query import PickQuery
     from .pipelines.segment import SegmentResult
     from .segment3d import SelfPromptConfig
 
@@ -52,9 +53,9 @@ def load_tomogram(volume: VolumeLike, voxel_size: float | tuple[float, float, fl
 
 
 def _inputs(volume: VolumeLike, voxel_size: float | tuple[float, float, float] | None, prompts: Any,
-            negative: Any) -> tuple[Volume, np.ndarray, np.ndarray]:
-    """The tomogram (with a usable voxel size), its prompts (at least one, each voxel once) and negative points,
-    all checked before any model is loaded."""
+            negative: Any, need_prompts: bool = True) -> tuple[Volume, np.ndarray, np.ndarray]:
+    """The tomogram (with a usable voxel size), its prompts (at least one unless `need_prompts` is False, each
+    voxel once) and negative points, all checked before any model is loaded."""
     from .segment3d.prompts import load_prompts, reconcile_prompts
 
     vol = load_tomogram(volume, voxel_size)
@@ -65,7 +66,7 @@ def _inputs(volume: VolumeLike, voxel_size: float | tuple[float, float, float] |
     vol.require_voxel_size()  # the outputs carry Å; refuse now, not after the work
     points = load_prompts(prompts, vol, "prompt")
     negatives = load_prompts(negative, vol, "negative point")
-    if not len(points):
+    if need_prompts and not len(points):
         raise InputError("at least one prompt point is needed")
     return vol, reconcile_prompts(points, negatives, vol.shape), negatives
 
@@ -143,40 +144,55 @@ def segment(volume: VolumeLike, prompts: Any, negative: Any = None,
     return result
 
 
-def pick(volume: VolumeLike, prompts: Any, negative: Any = None,
-         segmenter: str | PromptableSegmenter = DEFAULT_SEGMENTER,
-         features: str | FeatureExtractor = DEFAULT_FEATURES, weights: str | Path | None = None,
-         feature_weights: str | Path | None = None, device: str | None = None, dtype: str | None = None,
-         batch_size: int | None = None, cache_dir: str | Path | None = None,
-         voxel_size: float | tuple[float, float, float] | None = None,
-         config: PickConfig | None = None) -> PickResult:
-    """Segment and pick every instance of the kind the prompts point at (CryoSAM).
+def pick(volume: VolumeLike, prompts: Any = None, negative: Any = None,
+         segmenter: str | PromptableSegmenter | None = None, features: str | FeatureExtractor | None = None,
+         weights: str | Path | None = None, feature_weights: str | Path | None = None, device: str | None = None,
+         dtype: str | None = None, batch_size: int | None = None, cache_dir: str | Path | None = None,
+         voxel_size: float | tuple[float, float, float] | None = None, config: PickConfig | None = None,
+         query: PickQuery | str | Path | None = None) -> PickResult:
+    """Segment and pick every instance of the kind the prompts (or a saved query) point at (CryoSAM).
 
     Args:
         volume: tomogram: a `Volume`, a (Z, Y, X) array or a file (MRC, TIFF, OME-Zarr).
         prompts: one or a few points on instances of the kind: (N, 3) z, y, x voxels, `Particles` or a file.
         negative: points on things that are not of the kind (excluded from masks, pushed away in matching; in
             verification, everything that looks more like them than like the prompted particles scores lower).
-        segmenter: registry name of the 2D promptable segmenter, or a backend instance.
-        features: registry name of the feature extractor, or a backend instance.
+        segmenter: registry name of the 2D promptable segmenter, or a backend instance (default: the query's, else
+            the registry default).
+        features: registry name of the feature extractor, or a backend instance (default likewise).
         weights: weights of the segmenter; feature_weights: of the feature extractor.
         device: "cpu", "cuda", "mps" (None: automatic).
         dtype: model precision, "fp32", "fp16" or "bf16" (half precision on a GPU only; None: fp32).
         batch_size: slices per feature-extractor call (None: the model's default).
         cache_dir: embedding and feature cache folder.
         voxel_size: Å per voxel, overriding the file's header (or for a plain array).
-        config: settings (default `PickConfig()`).
+        config: settings (default `PickConfig()`, or the query's).
+        query: instead of prompts, the query of an earlier pick (`PickQuery` or its `query.npz`), to find the same
+            kind in this tomogram.
 
     Returns:
         `PickResult`: instance labels, semantic mask, centroid picks scored by verification (with the cut and
-        how it was chosen in `.verification`), counts, seconds per stage, and any prompted mask that leaked and
-        was cut back (`.leaks`).
+        how it was chosen in `.verification`), counts, seconds per stage, any prompted mask that leaked and
+        was cut back (`.leaks`), and the query (`.query`, saved as query.npz).
     """
     from .pipelines.pick import pick_instances
+    from .pipelines.pick_query import PickQuery
 
-    vol, points, negatives = _inputs(volume, voxel_size, prompts, negative)
-    seg_model = _segmenter(segmenter, weights, device, dtype)
-    feat_model = _extractor(features, feature_weights, device, dtype, batch_size)
-    result = pick_instances(vol, seg_model, feat_model, points, negatives, config, cache_dir=cache_dir)
+    if query is None:
+        vol, points, negatives = _inputs(volume, voxel_size, prompts, negative)
+    else:
+        query = query if isinstance(query, PickQuery) else PickQuery.load(query)
+        vol, points, negatives = _inputs(volume, voxel_size, prompts, negative, need_prompts=False)
+        if len(points):
+            raise InputError("give prompts or a saved query, not both (the query already holds its prompts)")
+        query.check_voxel_size(vol.voxel_size, str(vol.source or "the tomogram"))
+        if config is not None:
+            query.check_config(config)
+    saved = query.models if query is not None else {}
+    seg_model = _segmenter(segmenter or saved.get("segmenter", {}).get("name", DEFAULT_SEGMENTER), weights, device,
+                           dtype)
+    feat_model = _extractor(features or saved.get("features", {}).get("name", DEFAULT_FEATURES), feature_weights,
+                            device, dtype, batch_size)
+    result = pick_instances(vol, seg_model, feat_model, points, negatives, config, cache_dir=cache_dir, query=query)
     result.inputs = _files_read(vol, prompts, negative)
     return result

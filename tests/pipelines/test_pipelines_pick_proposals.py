@@ -8,6 +8,8 @@ and the segmenter by one returning the true slice mask, so every outcome is know
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -55,15 +57,16 @@ def fake_matching(monkeypatch):
     points = np.array([(20, 21, 13), CENTRES["D"], CENTRES["C"], CENTRES["B"], (20, 21, 37)], dtype=np.float64)
     scores = np.array([0.95, 0.9, 0.8, 0.7, 0.65], dtype=np.float32)
 
-    def make_query(features, masks):
-        seen["query_masks"] = np.array(masks)
-        return "query"
+    def build_query(features, labels, *args):
+        seen["query_masks"] = np.array(labels)
+        return SimpleNamespace(vector=np.ones(1, np.float32), negative_vectors=np.zeros((0, 1), np.float32),
+                               exemplars=[None], describe=lambda: "fake query")
 
-    def match(features, query, config, negatives=None):
-        assert query == "query"
+    def match(features, query, config, negatives=None, negative_features=None):
+        assert query.vector.tolist() == [1.0]
         return MatchResult(points, scores, n_evaluations=5)
 
-    def verify(volume, matches, prompted, radius, negatives, labels, config):
+    def verify(volume, smooth, matches, query, prompted, radius, negatives, labels, config):
         n = len(matches.points)
         passed = Verification(matches.points, matches.scores.astype(float), matches.scores.astype(float),
                               np.full(n, np.nan), np.arange(n), Cut(0.0, "given"), radius)
@@ -71,7 +74,7 @@ def fake_matching(monkeypatch):
 
     monkeypatch.setattr(pick_module, "build_volume_features", lambda *a, **k: "features")
     monkeypatch.setattr(pick_module, "_verify", verify)
-    monkeypatch.setattr(pick_module, "make_query", make_query)
+    monkeypatch.setattr(pick_module, "build_query", build_query)
     monkeypatch.setattr(pick_module, "match", match)
     return seen
 

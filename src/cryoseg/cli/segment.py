@@ -18,7 +18,6 @@ from ..models.registry import DEFAULT_FEATURES, DEFAULT_SEGMENTER
 from ..pipelines.config import PickConfig
 from ..pipelines.output import DEFAULT_VOLUME_FORMAT, VOLUME_FORMATS
 from ..segment3d.config import SelfPromptConfig
-from ..verify.config import VerifyConfig
 from .common import DEVICE_HELP, NAN_POLICY_HELP, check_output_dir, only_set, say
 from .parse import parse_numbers, parse_point, parse_voxel_size
 
@@ -83,16 +82,20 @@ def _segment_config(tau_iou: float | None, max_slices: int | None) -> Any:
     return SelfPromptConfig(**only_set({"tau_iou": tau_iou, "max_slices": max_slices}))
 
 
+def _load_volume(tomo: Path, voxel_size: str | None, nan_policy: str | None) -> Any:
+    from .. import api
+
+    return api.load_tomogram(tomo, parse_voxel_size(voxel_size) if voxel_size is not None else None,
+                             **only_set({"nan_policy": nan_policy}))
+
+
 def _load_inputs(tomo: Path, voxel_size: str | None, nan_policy: str | None, prompt: list[str] | None,
                  prompts: Path | None, negative: list[str] | None, negatives: Path | None) -> tuple[Any, Any, Any]:
     """The tomogram, its prompts (at least one) and negative points, as both commands read them."""
-    from .. import api
-
-    volume = api.load_tomogram(tomo, parse_voxel_size(voxel_size) if voxel_size is not None else None,
-                               **only_set({"nan_policy": nan_policy}))
+    volume = _load_volume(tomo, voxel_size, nan_policy)
     points = _points(prompt, prompts, volume, "--prompt", "prompt")
     if not len(points):
-        raise InputError("give at least one prompt: --prompt z,y,x or --prompts FILE")
+        raise InputError("give at least one prompt: --prompt z,y,x or --prompts FILE (pick also takes --query FILE)")
     return volume, points, _points(negative, negatives, volume, "--negative", "negative point")
 
 
@@ -158,6 +161,9 @@ def pick(
     cut: float | None = typer.Option(
         None, "--cut", help="Verification score a pick needs, -1 to 1 (default: chosen from the candidates' "
                             "scores, see report.json's verification)."),
+    query: Path | None = typer.Option(
+        None, "--query", help="Instead of prompts: the query.npz of an earlier pick, to find the same kind here (its "
+                              "models and settings are used; thresholds, top-k and the cut may be changed)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Embedding and feature cache folder."),
     voxel_size: str | None = VOXEL_SIZE,
     volume_format: str | None = VOLUME_FORMAT,
@@ -166,29 +172,38 @@ def pick(
 ) -> None:
     """Find, segment and pick every instance of the kind the prompts point at (CryoSAM)."""
     from .. import api
+    from ..pipelines.pick_query import PickQuery, with_settings
 
-    _check_output(output, volume_format, overwrite, tomo, prompts, negatives)
-    matching = only_set({"tau_sim": tau_sim, "top_k": top_k, "mode": mode})
-    pick_kwargs: dict[str, Any] = {}
+    _check_output(output, volume_format, overwrite, tomo, prompts, negatives, query)
+    saved = PickQuery.load(query) if query is not None else None
+    changes: dict[str, Any] = {}
     if tau_iou is not None or max_slices is not None:
-        pick_kwargs["segment"] = _segment_config(tau_iou, max_slices)
+        changes["segment"] = only_set({"tau_iou": tau_iou, "max_slices": max_slices})
+    matching = only_set({"tau_sim": tau_sim, "top_k": top_k, "mode": mode})
     if matching:
-        pick_kwargs["matching"] = MatchingConfig(**matching)
+        changes["matching"] = matching
     if size_ratio is not None:
-        pick_kwargs["size_ratio"] = parse_numbers(size_ratio, "--size-ratio", (2,), meaning="low,high")
+        changes["size_ratio"] = parse_numbers(size_ratio, "--size-ratio", (2,), meaning="low,high")
     if cut is not None:
-        pick_kwargs["verify"] = VerifyConfig(cut=cut)
-    config = PickConfig(**pick_kwargs)
-    volume, points, negs = _load_inputs(tomo, voxel_size, nan_policy, prompt, prompts, negative, negatives)
+        changes["verify"] = {"cut": cut}
+    config = with_settings(saved.config if saved is not None else PickConfig(), **changes)
+    if saved is None:
+        volume, points, negs = _load_inputs(tomo, voxel_size, nan_policy, prompt, prompts, negative, negatives)
+    else:
+        if prompt or prompts is not None:
+            raise InputError("give prompts or --query, not both (the query already holds its prompts)")
+        volume = _load_volume(tomo, voxel_size, nan_policy)
+        points, negs = None, _points(negative, negatives, volume, "--negative", "negative point")
     kwargs = only_set({"segmenter": segmenter, "features": features, "weights": weights,
                    "feature_weights": feature_weights, "device": device, "dtype": dtype,
                    "batch_size": batch_size, "cache_dir": cache_dir})
-    result = api.pick(volume, points, negs, config=config, **kwargs)
-    files = result.save(output, inputs=tuple(p for p in (tomo, prompts, negatives) if p is not None),
+    result = api.pick(volume, points, negs, config=config, query=saved, **kwargs)
+    files = result.save(output, inputs=tuple(p for p in (tomo, prompts, negatives, query) if p is not None),
                         parameters={"tomogram": str(tomo)}, **only_set({"volume_format": volume_format}))
     c = result.counts
     v = result.verification
-    say(f"{c['instances']} instance(s) from {c['prompts']} prompt(s): {c['candidates']} candidate(s) verified, "
+    source = f"{c['prompts']} prompt(s)" if saved is None else f"the query of {c['query_prompts']} prompt(s)"
+    say(f"{c['instances']} instance(s) from {source}: {c['candidates']} candidate(s) verified, "
         f"{c['verified']} at or above the score cut {v.cut.value:.3f} ({v.cut.how}), {c['rejected_size']} of those "
         f"rejected by size; wrote {len(files)} files to {output}")
 

@@ -43,6 +43,24 @@ def as_json(value: Any) -> Any:
                                  default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
+def dataclass_from_json(cls: type, data: dict[str, Any]) -> Any:
+    """The inverse of `as_json` for a settings dataclass whose fields all have defaults: nested settings are
+    rebuilt from their dicts and lists become tuples where the default is a tuple (or None). Unknown keys (from
+    another cryoseg version) are ignored; missing ones keep their defaults."""
+    default = cls()
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value, current = data[f.name], getattr(default, f.name)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            value = dataclass_from_json(type(current), value)
+        elif isinstance(value, list) and (current is None or isinstance(current, tuple)):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        values[f.name] = value
+    return cls(**values)
+
+
 def versions() -> dict[str, str]:
     """Versions of cryoseg, Python and the main libraries that are importable (without importing heavy ones)."""
     from importlib.metadata import PackageNotFoundError, version

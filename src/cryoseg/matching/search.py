@@ -139,6 +139,7 @@ def match(
     config: MatchingConfig | None = None,
     negatives: np.ndarray | None = None,
     exclude_radius: float | None = None,
+    negative_features: np.ndarray | None = None,
 ) -> MatchResult:
     """Find the regions of the volume most similar to the query.
 
@@ -149,6 +150,8 @@ def match(
         config: search settings (default `MatchingConfig()`).
         negatives: optional (N, 3) z, y, x voxel points on wrong picks; they push the search away.
         exclude_radius: no pick within this many voxels of a negative point (None: the NMS radius).
+        negative_features: optional (M, C) unit features of negatives from elsewhere (a saved query's); they
+            push the search away like negative points do.
 
     Returns:
         `MatchResult` with points (K, 3) z, y, x in voxels and scores (K,), best first.
@@ -169,6 +172,10 @@ def match(
     total = 0
     neg_vecs = (negative_vectors(features, negatives, radius) if len(negatives)
                 else np.zeros((0, features.channels), np.float32))
+    if negative_features is not None and len(negative_features):
+        if np.shape(negative_features)[1:] != (features.channels,):
+            raise InputError(f"negative features must be (M, {features.channels}), got {np.shape(negative_features)}")
+        neg_vecs = np.concatenate([neg_vecs, np.asarray(negative_features, np.float32)])
     levels = _active_levels(config, q.radius)
     thresholds = [config.tau_sim - config.coarse_margin * (len(levels) - 1 - k) for k in range(len(levels))]
     region = np.ones(grid_shape(features.shape, levels[0]), bool)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,9 @@ def write_outputs(outdir: str | Path, labels: Volume, particles: Particles, inst
                   report: dict[str, Any], tomogram: Volume | None = None, point: np.ndarray | None = None,
                   volume_format: str = DEFAULT_VOLUME_FORMAT, inputs: Sequence[str | Path] = (),
                   extra_columns: dict[str, np.ndarray] | None = None,
-                  tomo_name: str | None = None) -> dict[str, Path]:
+                  tomo_name: str | None = None,
+                  extra_files: dict[str, tuple[str, Callable[[Path, tuple[Path, ...]], Any]]] | None = None,
+                  ) -> dict[str, Path]:
     """Write every output of a run into `outdir` and return {name: path}.
 
     The files are built in a staging folder and moved in with report.json last (`io.atomic.staged_folder`): a
@@ -54,13 +56,14 @@ def write_outputs(outdir: str | Path, labels: Volume, particles: Particles, inst
         extra_columns: per-particle columns for particles_scores.csv (e.g. similarity and predicted IoU).
         tomo_name: tomogram name in the coordinate files (rlnTomoName, copick run_name), which RELION 5 needs
             to find the picks' tomogram; default: the tomogram's file name without its extension.
+        extra_files: more files, {key: (file name, write(path, inputs))} (e.g. a pick's query.npz).
     """
     suffix = check_volume_format(volume_format)
     outdir = Path(outdir)
     inputs = tuple(inputs) + ((tomogram.source,) if tomogram is not None and tomogram.source else ())
     with staged_folder(outdir, REPORT, inputs) as stage:
         files = _write_all(stage, suffix, labels, particles, instances, report, tomogram, point, inputs,
-                           extra_columns, tomo_name)
+                           extra_columns, tomo_name, extra_files or {})
     logger.info("wrote %d files to %s", len(files), outdir)
     return {k: outdir / p.relative_to(stage) for k, p in files.items()}
 
@@ -68,7 +71,8 @@ def write_outputs(outdir: str | Path, labels: Volume, particles: Particles, inst
 def _write_all(outdir: Path, suffix: str, labels: Volume, particles: Particles, instances: Sequence[InstanceInfo],
                report: dict[str, Any], tomogram: Volume | None, point: np.ndarray | None,
                inputs: Sequence[str | Path], extra_columns: dict[str, np.ndarray] | None,
-               tomo_name: str | None) -> dict[str, Path]:
+               tomo_name: str | None, extra_files: dict[str, tuple[str, Callable[[Path, tuple[Path, ...]], Any]]]
+               ) -> dict[str, Path]:
     """Write the outputs into `outdir` (the staging folder); arguments as `write_outputs`."""
     from ..io.volumes import write_volume
 
@@ -85,6 +89,9 @@ def _write_all(outdir: Path, suffix: str, labels: Volume, particles: Particles, 
         rows = [{"z": c[0], "y": c[1], "x": c[2], **{k: v[n] for k, v in extra_columns.items()}}
                 for n, c in enumerate(particles.coords)]
         files["scores_table"] = _write_table(outdir / "particles_scores.csv", rows, inputs)
+    for key, (name, write) in extra_files.items():
+        write(outdir / name, tuple(inputs))
+        files[key] = outdir / name
     if tomogram is not None:
         from ..viz import save_preview
 

@@ -22,9 +22,10 @@ import numpy as np
 from ..errors import InputError
 from ..geometry import equivalent_radius
 from ..io.particles import Particles
-from ..io.report import StageTimer
+from ..io.report import StageTimer, as_json
 from ..io.volume import Volume
-from ..matching import MatchResult, build_volume_features, make_query, match
+from ..matching import MatchResult, build_volume_features, match
+from ..matching.query import Query
 from ..models.base import FeatureExtractor, PromptableSegmenter
 from ..progress import track
 from ..segment3d import CrossPlaneSegmenter, InstanceInfo, as_points
@@ -32,14 +33,16 @@ from ..segment3d.engine import EmbedderFactory
 from ..verify import (
     Leak,
     Verification,
+    as_exemplars,
     blob_candidates,
+    exemplar_half,
     lowpass,
     outside,
-    polarity_at,
     repair_leak,
     verify,
 )
 from .config import PickConfig
+from .pick_query import QUERY_FILE, PickQuery, build_query
 from .result import RunResult
 
 logger = logging.getLogger(__name__)
@@ -62,6 +65,7 @@ class PickResult(RunResult):
         matches: the raw matching result (proposal points and scores, evaluations, per-level stats).
         verification: every candidate scored, and the cut.
         leaks: prompted instances that had leaked into a neighbour and were cut back.
+        query: what the pick looked for, saved as `query.npz` to apply to other tomograms.
     """
 
     score: np.ndarray
@@ -71,6 +75,7 @@ class PickResult(RunResult):
     matches: MatchResult
     verification: Verification | None = None
     leaks: tuple[Leak, ...] = ()
+    query: PickQuery | None = None
 
     def report(self, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
         m = self.matches
@@ -78,7 +83,13 @@ class PickResult(RunResult):
                 "matching": {"mode": m.mode, "n_evaluations": m.n_evaluations, "nms_radius": m.nms_radius,
                              "levels": m.levels},
                 "verification": self.verification.report() if self.verification is not None else None,
-                "leaks": [leak.describe() for leak in self.leaks]}
+                "leaks": [leak.describe() for leak in self.leaks],
+                "query": self.query.describe() if self.query is not None else None}
+
+    def extra_files(self) -> dict[str, tuple[str, Any]]:
+        if self.query is None:
+            return {}
+        return {"query": (QUERY_FILE, lambda path, inputs: self.query.save(path, inputs))}
 
     def particle_columns(self) -> dict[str, np.ndarray]:
         return {"label": self.particles.instance_ids, "score": self.score, "correlation": self.correlation,
@@ -98,6 +109,14 @@ class RankedInstances:
     instances: Volume
     particles: Particles
     columns: dict[str, np.ndarray]
+
+
+def _signature(model: Any) -> dict[str, Any]:
+    """What identifies a backend (name, weights, preprocessing), as JSON; a duck-typed one without `signature()`
+    is known by its name."""
+    if hasattr(model, "signature"):
+        return as_json(model.signature())
+    return {"name": getattr(model, "name", type(model).__name__)}
 
 
 def _check_prompted(infos: list[InstanceInfo]) -> None:
@@ -125,40 +144,56 @@ def _repair_leaks(engine: CrossPlaneSegmenter, prompted: list[InstanceInfo]) -> 
 
 
 def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, extractor: FeatureExtractor,
-                   prompts: Any, negatives: Any = None, config: PickConfig | None = None,
-                   cache_dir: str | Path | None = None, embedder: EmbedderFactory | None = None) -> PickResult:
+                   prompts: Any = None, negatives: Any = None, config: PickConfig | None = None,
+                   cache_dir: str | Path | None = None, embedder: EmbedderFactory | None = None,
+                   query: PickQuery | None = None) -> PickResult:
     """Find and segment every instance of the prompted kind.
 
     Args:
         volume: (Z, Y, X) tomogram (`Volume` or array).
         segmenter: 2D promptable segmenter backend.
         extractor: dense feature extractor backend.
-        prompts: (N, 3) z, y, x voxels on instances of the kind (N >= 1).
+        prompts: (N, 3) z, y, x voxels on instances of the kind (N >= 1), unless a `query` is given.
         negatives: optional (M, 3) z, y, x voxels: not part of any instance, and particles of a wrong kind
             (pushed away in matching, negative exemplars in verification).
-        config: settings (default `PickConfig()`).
+        config: settings (default `PickConfig()`, or the query's).
         cache_dir: folder of the embedding and feature caches.
         embedder: factory of the slice-embedding provider (default `cryoseg.embed.SliceEmbedder`).
+        query: a saved query (`PickQuery`, from an earlier pick's `query.npz`) to apply instead of prompts.
 
     Raises:
-        InputError: no prompt, a prompt outside the volume, or a prompt whose mask is empty.
+        InputError: no prompt and no query, both, a prompt outside the volume, a prompt whose mask is empty, or a
+            query made with other models, fixed settings or voxel size.
     """
-    config = config or PickConfig()
+    config = config or (query.config if query is not None else PickConfig())
     volume = volume if isinstance(volume, Volume) else Volume(np.asarray(volume))
     prompts = as_points(prompts, volume.shape, "prompt")
     negatives = as_points(negatives, volume.shape, "negative point")
-    if not len(prompts):
-        raise InputError("at least one prompt point is needed")
+    models = {"segmenter": _signature(segmenter), "features": _signature(extractor)}
+    if query is None and not len(prompts):
+        raise InputError("at least one prompt point (or a saved query) is needed")
+    if query is not None:
+        if len(prompts):
+            raise InputError("give prompts or a saved query, not both (the query already holds its prompts)")
+        query.check_models(models["segmenter"], models["features"])
+        query.check_config(config)
+        query.check_voxel_size(volume.voxel_size, str(volume.source or "the tomogram"))
     timer = StageTimer()
     engine = CrossPlaneSegmenter(volume, segmenter, config.segment, embedder=embedder, cache_dir=cache_dir)
 
-    logger.info("stage 1/5: segmenting %d prompt(s) in 3D", len(prompts))
-    with timer("segment_prompts"):
-        prompted = engine.segment(prompts, negatives)
-        _check_prompted(prompted)
-        leaks = _repair_leaks(engine, prompted)
+    prompted: list[InstanceInfo] = []
+    leaks: list[Leak] = []
+    if query is None:
+        logger.info("stage 1/5: segmenting %d prompt(s) in 3D", len(prompts))
+        with timer("segment_prompts"):
+            prompted = engine.segment(prompts, negatives)
+            _check_prompted(prompted)
+            leaks = _repair_leaks(engine, prompted)
+        reference = float(np.mean([i.voxels for i in prompted if i.status == "ok"]))
+    else:
+        logger.info("stage 1/5: no prompts to segment; using the saved %s", query.describe())
+        reference = query.reference_voxels
     kept = [i for i in prompted if i.status == "ok"]
-    reference = float(np.mean([i.voxels for i in kept]))
     radius = equivalent_radius(reference)
 
     logger.info("stage 2/5: per-slice features of views %s", ",".join(config.feature_views))
@@ -168,17 +203,23 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
 
     logger.info("stage 3/5: %s feature matching", config.matching.mode)
     with timer("matching"):
-        query = make_query(features, engine.labels)
-        matches = match(features, query, config.matching, negatives=negatives if len(negatives) else None)
+        smooth = lowpass(volume.data, config.verify.lowpass)
+        if query is None:
+            query = build_query(features, engine.labels, np.array([i.centroid for i in kept]), negatives, smooth,
+                                reference, models, config, volume)
+        matches = match(features, Query(query.vector, radius=radius), config.matching,
+                        negatives=negatives if len(negatives) else None, negative_features=query.negative_vectors)
     logger.info("%d proposal(s) (%d similarity evaluations)", len(matches.points), matches.n_evaluations)
-    if len(matches.points) > 1 and not outside(matches.points, engine.labels).any():
+    if kept and len(matches.points) > 1 and not outside(matches.points, engine.labels).any():
         logger.warning("all %d proposals fell inside the prompted instances: a prompt's mask has probably leaked "
                        "into a neighbouring structure (check preview.png; negative points or another prompt help)",
                        len(matches.points))
 
     logger.info("stage 4/5: verifying proposals against the prompted particles")
     with timer("verify"):
-        verification, similarity_of = _verify(volume.data, matches, kept, radius, negatives, engine.labels, config)
+        verification, similarity_of = _verify(volume.data, smooth, matches, query, kept, radius, negatives,
+                                              engine.labels, config)
+    del smooth
 
     logger.info("stage 5/5: segmenting %d verified proposal(s) in 3D", int(verification.passed.sum()))
     candidate_of: dict[int, int] = {}  # instance label -> index of the verified candidate it grew from
@@ -210,9 +251,9 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
     with timer("finish"):
         ranked = _assemble(engine, records, len(prompted), candidate_of, verification, similarity_of, volume,
                            config)
-    counts = {"prompts": len(prompts), "negatives": len(negatives), "proposals": len(matches.points),
-              "candidates": len(verification.score), "verified": len(passed), "skipped_inside": skipped,
-              "empty": sum(r.status == "empty" for r in records),
+    counts = {"prompts": len(prompts), "query_prompts": len(query.exemplars), "negatives": len(negatives),
+              "proposals": len(matches.points), "candidates": len(verification.score), "verified": len(passed),
+              "skipped_inside": skipped, "empty": sum(r.status == "empty" for r in records),
               "duplicate": sum(r.status == "duplicate" for r in records),
               "rejected_size": sum(r.status == "rejected_size" for r in records),
               "instances": len(ranked.particles), "n_embed": engine.segmenter.n_embed,
@@ -221,30 +262,34 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
     seconds = dict(timer.seconds)
     seconds.update({f"segment_{k}": v for k, v in engine.timer.seconds.items()})
     logger.info("%d instance(s) of the prompted kind", len(ranked.particles))
-    models = {"segmenter": engine.segmenter.name, "features": getattr(extractor, "name", "features")}
+    names = {"segmenter": engine.segmenter.name, "features": getattr(extractor, "name", "features")}
     c = ranked.columns
-    return PickResult(ranked.instances, records, ranked.particles, c["iou_score"], counts, seconds, config, models,
+    return PickResult(ranked.instances, records, ranked.particles, c["iou_score"], counts, seconds, config, names,
                       score=c["score"], correlation=c["correlation"], similarity=c["similarity"],
                       is_prompt=c["is_prompt"], matches=matches, volume=volume, verification=verification,
-                      leaks=tuple(leaks))
+                      leaks=tuple(leaks), query=query)
 
 
-def _verify(volume: np.ndarray, matches: MatchResult, prompted: list[InstanceInfo], radius: float,
-            negatives: np.ndarray, labels: np.ndarray, config: PickConfig) -> tuple[Verification, np.ndarray]:
-    """Score the matching proposals (and blobs of the prompted size) against the prompted particles.
+def _verify(volume: np.ndarray, smooth: np.ndarray, matches: MatchResult, query: PickQuery,
+            prompted: list[InstanceInfo], radius: float, negatives: np.ndarray, labels: np.ndarray,
+            config: PickConfig) -> tuple[Verification, np.ndarray]:
+    """Score the matching proposals (and blobs of the prompted size) against the query's particles.
 
-    Returns the verification and, per candidate it kept, the matching similarity of the best proposal on it
-    (NaN where only a blob was proposed).
+    `prompted` are this tomogram's prompted instances (none when a saved query is applied): candidates on or near
+    them are not returned. Returns the verification and, per candidate it kept, the matching similarity of the best
+    proposal on it (NaN where only a blob was proposed).
     """
     cfg = config.verify
-    smooth = lowpass(volume, cfg.lowpass)
-    centres = np.array([i.centroid for i in prompted])
     candidates = [matches.points]
     if cfg.blob_proposals:
-        polarity = polarity_at(smooth, centres, radius)
-        candidates.append(blob_candidates(volume, radius, polarity, cfg.blob_threshold, cfg.blob_top_k))
+        candidates.append(blob_candidates(volume, radius, query.polarity, cfg.blob_threshold, cfg.blob_top_k))
     points = np.concatenate(candidates).reshape(-1, 3)
-    verification = verify(smooth, points, centres, radius, negatives if len(negatives) else None, cfg, taken=labels)
+    # This tomogram's prompts as points (cut here into the same cubes the query holds, and kept off the picks).
+    positive = np.array([i.centroid for i in prompted]) if prompted else query.exemplars
+    against = query.negatives
+    if not prompted:  # a saved query: its negatives, and any clicked on this tomogram
+        against = against + as_exemplars(smooth, negatives, exemplar_half(radius, cfg))
+    verification = verify(smooth, points, positive, radius, against if len(against) else None, cfg, taken=labels)
     return verification, _nearest_similarity(verification.centre, matches, 1.2 * radius)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,10 @@ class RunResult:
         """Per-particle columns for particles_scores.csv (None: no such table)."""
         return None
 
+    def extra_files(self) -> dict[str, tuple[str, Callable[[Path, tuple[Path, ...]], Any]]]:
+        """More files for the run folder: {key: (file name, write(path, inputs))} (none by default)."""
+        return {}
+
     def preview_point(self) -> np.ndarray | None:
         """(3,) z, y, x where the preview's planes cross: the first prompt that gave an instance, else the first."""
         first = next((r.prompt for r in self.records if r.status == "ok"), None)
@@ -95,4 +100,4 @@ class RunResult:
         return write_outputs(outdir, labels=self.instances, particles=self.particles, instances=self.records,
                              report=self.report(parameters), tomogram=self.volume, point=self.preview_point(),
                              volume_format=volume_format, inputs=(*self.inputs, *inputs),
-                             extra_columns=self.particle_columns())
+                             extra_columns=self.particle_columns(), extra_files=self.extra_files())

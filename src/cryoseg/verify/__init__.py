@@ -4,8 +4,10 @@ negative exemplars, a cut chosen from the data) and repair of prompted instances
 from .candidates import blob_candidates, outside, polarity_at
 from .config import VerifyConfig
 from .cut import Cut, choose_cut
+from .exemplars import Exemplars
 from .leak import Leak, is_leaked, repair_leak
-from .verifier import Verification, lowpass, verify
+from .verifier import Verification, as_exemplars, exemplar_half, lowpass, verify
 
-__all__ = ["Cut", "Leak", "Verification", "VerifyConfig", "blob_candidates", "choose_cut",
+__all__ = ["Cut", "Exemplars", "Leak", "Verification", "VerifyConfig", "as_exemplars", "blob_candidates", "choose_cut",
+           "exemplar_half",
            "is_leaked", "lowpass", "outside", "polarity_at", "repair_leak", "verify"]

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..errors import InputError
 from ..matching.nms import nms
 from .candidates import outside
 from .config import VerifyConfig
-from .correlate import Correlation, Sphere, correlate, exemplar_vectors
+from .correlate import Correlation, Sphere, correlate
 from .cut import Cut, choose_cut
+from .exemplars import Exemplars, cube_half
 from .template import averaged_exemplars
 
 logger = logging.getLogger(__name__)
@@ -63,26 +65,32 @@ def lowpass(volume: np.ndarray, sigma: float) -> np.ndarray:
     return ndimage.gaussian_filter(data, sigma, output=np.float32) if sigma > 0 else data.copy()
 
 
-def verify(smooth: np.ndarray, points: np.ndarray, prompts: np.ndarray, radius: float,
-           negatives: np.ndarray | None = None, config: VerifyConfig | None = None,
+def verify(smooth: np.ndarray, points: np.ndarray, prompts: np.ndarray | Exemplars, radius: float,
+           negatives: np.ndarray | Exemplars | None = None, config: VerifyConfig | None = None,
            taken: np.ndarray | None = None) -> Verification:
     """Score candidates against the prompted particles and choose the cut.
 
     Args:
         smooth: (Z, Y, X) tomogram low-passed by `lowpass(volume, config.lowpass)`.
         points: (N, 3) z, y, x voxels of the candidates (proposals).
-        prompts: (P, 3) z, y, x voxels of the prompted particles' centres (P >= 1).
+        prompts: the prompted particles: (P, 3) z, y, x voxels of their centres in `smooth` (P >= 1), or
+            `Exemplars` cut from another tomogram (a saved query; cube half-width `exemplar_half(radius, config)`).
         radius: the prompted particles' equivalent-sphere radius, voxels.
-        negatives: (M, 3) z, y, x voxels of clicks on particles of a wrong kind.
+        negatives: clicks on particles of a wrong kind: (M, 3) z, y, x voxels in `smooth`, or `Exemplars`.
         config: settings (default `VerifyConfig()`).
         taken: optional (Z, Y, X) labels of instances already known (the prompted ones): candidates that land
-            on them, or within `radius` of a prompt, are not returned (nor averaged into the template).
+            on them, or within `radius` of a prompt given as points, are not returned (nor averaged into the
+            template).
     """
     config = config or VerifyConfig()
     sphere = Sphere.of(config.mask_scale * radius + 1)
     step = config.angular_step
-    positive = exemplar_vectors(smooth, prompts, sphere, step)
-    negative = exemplar_vectors(smooth, negatives, sphere, step) if negatives is not None and len(negatives) else None
+    half = cube_half(sphere, config.shift)
+    near = np.zeros((0, 3)) if isinstance(prompts, Exemplars) else np.asarray(prompts, np.float64).reshape(-1, 3)
+    prompts = as_exemplars(smooth, prompts, half)
+    negatives = as_exemplars(smooth, negatives, half)
+    positive = prompts.vectors(sphere, step)
+    negative = negatives.vectors(sphere, step) if len(negatives) else None
     points = np.asarray(points, np.float64).reshape(-1, 3)
 
     def score(exemplars: np.ndarray, at: np.ndarray, shift: int) -> tuple[Correlation, np.ndarray, np.ndarray]:
@@ -96,8 +104,10 @@ def verify(smooth: np.ndarray, points: np.ndarray, prompts: np.ndarray, radius: 
         return found, against, total
 
     def new(found: Correlation) -> np.ndarray:
-        near = np.linalg.norm(found.centre[:, None] - np.asarray(prompts)[None], axis=2).min(axis=1) <= radius
-        return ~near & (outside(found.centre, taken) if taken is not None else True)
+        keep = outside(found.centre, taken) if taken is not None else np.ones(len(found.score), bool)
+        if len(near):
+            keep &= np.linalg.norm(found.centre[:, None] - near[None], axis=2).min(axis=1) > radius
+        return keep
 
     exemplars = positive
     found, against, total = score(exemplars, points, config.shift)
@@ -113,7 +123,7 @@ def verify(smooth: np.ndarray, points: np.ndarray, prompts: np.ndarray, radius: 
         found, against, total = score(exemplars, found.centre, 0)
         keep = new(found)
     distinct = _distinct(found.centre, total, keep, radius)
-    anchor = _prompt_scores(smooth, prompts, exemplars, sphere, config.shift) if config.cut is None else None
+    anchor = _prompt_scores(prompts, exemplars, sphere, config.shift) if config.cut is None else None
     cut = _cut(total[distinct], config, anchor)
     logger.info("verification: %d candidate(s), %d at or above the cut %.3f (%s)", len(distinct),
                 int(np.sum(total[distinct] >= cut.value)), cut.value, cut.how)
@@ -121,17 +131,31 @@ def verify(smooth: np.ndarray, points: np.ndarray, prompts: np.ndarray, radius: 
                         cut, sphere.radius)
 
 
+def exemplar_half(radius: float, config: VerifyConfig) -> int:
+    """Half-width of the exemplar cubes `verify` reads for particles of `radius` voxels under `config`."""
+    return cube_half(Sphere.of(config.mask_scale * radius + 1), config.shift)
+
+
+def as_exemplars(smooth: np.ndarray, particles: np.ndarray | Exemplars | None, half: int) -> Exemplars:
+    """`particles` as `Exemplars` of half-width `half`: cut from `smooth` when given as (P, 3) z, y, x voxels."""
+    if isinstance(particles, Exemplars):
+        if len(particles) and particles.half != half:
+            raise InputError(f"exemplar cubes have half-width {particles.half} voxels; these settings read {half}")
+        return particles
+    if particles is None or not len(particles):
+        return Exemplars.empty(half)
+    return Exemplars.cut(smooth, particles, half)
+
+
 def _cut(scores: np.ndarray, config: VerifyConfig, prompt_scores: np.ndarray | None = None) -> Cut:
     return choose_cut(scores, prompt_scores) if config.cut is None else Cut(config.cut, "given")
 
 
-def _prompt_scores(smooth: np.ndarray, prompts: np.ndarray, exemplars: np.ndarray, sphere: Sphere,
-                   shift: int) -> np.ndarray | None:
+def _prompt_scores(prompts: Exemplars, exemplars: np.ndarray, sphere: Sphere, shift: int) -> np.ndarray | None:
     """(P,) each prompted particle's correlation with the other prompts' exemplars (None for one prompt)."""
-    prompts = np.asarray(prompts, np.float64).reshape(-1, 3)
     if len(prompts) < 2:
         return None
-    return np.array([correlate(smooth, prompts[p:p + 1], np.delete(exemplars, p, axis=0), sphere, shift).score[0]
+    return np.array([prompts.correlate_one(p, np.delete(exemplars, p, axis=0), sphere, shift).score[0]
                      for p in range(len(prompts))])
 
 
