@@ -290,7 +290,8 @@ def load_model(model_dir: str | Path, device: Any = None, cache_dir: str | Path 
 
 
 def predict(model_dir: str | Path, volume: Volume | np.ndarray, views: Sequence[str] = ("z",),
-            probabilities: bool = False, device: Any = None, cache_dir: str | Path | None = None) -> ScSAMPrediction:
+            probabilities: bool = False, device: Any = None, cache_dir: str | Path | None = None,
+            loaded: tuple[Any, Any, FrozenEncoders] | None = None) -> ScSAMPrediction:
     """Segment every slice of `volume` into the model's classes.
 
     Args:
@@ -299,6 +300,7 @@ def predict(model_dir: str | Path, volume: Volume | np.ndarray, views: Sequence[
         views: the views to segment slice by slice; with several, their class probabilities are averaged.
         probabilities: keep the (K + 1, Z, Y, X) probabilities in the result.
         device, cache_dir: as for `train`.
+        loaded: `load_model(model_dir, ...)` done before (a process that predicts many volumes loads once).
 
     Returns:
         `ScSAMPrediction`.
@@ -310,7 +312,7 @@ def predict(model_dir: str | Path, volume: Volume | np.ndarray, views: Sequence[
     views = check_views(views)
     vol = volume if isinstance(volume, Volume) else Volume(np.asarray(volume))
     start = time.perf_counter()
-    head, config, encoders = load_model(model_dir, device=device, cache_dir=cache_dir)
+    head, config, encoders = loaded or load_model(model_dir, device=device, cache_dir=cache_dir)
     seconds = {"load": time.perf_counter() - start}
     total = None
     for view in views:

@@ -481,7 +481,8 @@ class UnsupSegmentation:
 
 
 def segment(model_dir: str | Path, volume: Volume, labels: LabelConfig = LabelConfig(), probabilities: bool = False,
-            batch_size: int = 4, device: Any = None) -> UnsupSegmentation:
+            batch_size: int = 4, device: Any = None,
+            loaded: tuple[Any, StudentConfig, dict[str, Any]] | None = None) -> UnsupSegmentation:
     """Segment a whole tomogram with a trained student, slice by slice along z.
 
     Args:
@@ -491,6 +492,7 @@ def segment(model_dir: str | Path, volume: Volume, labels: LabelConfig = LabelCo
         probabilities: keep the (3, Z, Y, X) probabilities in the result.
         batch_size: slices per forward pass.
         device: as for `train_student`.
+        loaded: `load_student(model_dir, device)` done before (a process that segments many tomograms loads once).
 
     Returns:
         `UnsupSegmentation`.
@@ -501,7 +503,7 @@ def segment(model_dir: str | Path, volume: Volume, labels: LabelConfig = LabelCo
     timer = StageTimer()
     voxel_nm = _voxel_nm([volume])
     with timer("load"):
-        model, config, meta = load_student(model_dir, device)
+        model, config, meta = loaded or load_student(model_dir, device)
     trained = meta.get("voxel_size")
     if trained and not np.allclose(trained[1], volume.voxel_size[1], rtol=0.2):
         logger.warning("the student was trained on %.3g Å voxels, this tomogram has %.3g Å: bin it alike for "
