@@ -253,10 +253,12 @@ def test_cli_info_nan_policy(tmp_path, capsys):
 
 
 def test_read_ngff_05_with_channel_axis_and_nm(tmp_path):
-    import zarr
+    from cryoseg.io.zarrs import new_array, new_group
 
-    root = zarr.open_group(str(tmp_path / "v5.ome.zarr"), mode="w", zarr_format=3)
-    root.create_array("s0", data=distinct()[None])
+    # NGFF 0.5 metadata (under "ome"); the store is zarr format 2 so that zarr 2 (copick's) reads it too
+    root = new_group(tmp_path / "v5.ome.zarr")
+    data = distinct()[None]
+    new_array(root, "s0", data.shape, data.shape, data.dtype)[...] = data
     axes = [{"name": "c", "type": "channel"}] + [{"name": n, "type": "space", "unit": "nanometer"} for n in "zyx"]
     transforms = [{"type": "scale", "scale": [1.0, 2.0, 1.0, 0.5]},
                   {"type": "translation", "translation": [0.0, 1.0, 0.0, 0.0]}]

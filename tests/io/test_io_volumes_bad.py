@@ -113,9 +113,9 @@ def test_corrupt_omezarr(tmp_path):
     (tmp_path / "junk.zarr" / ".zgroup").write_text("{not json")
     with pytest.raises(CorruptFileError, match=r"junk\.zarr: not a readable OME-Zarr image"):
         read_volume(tmp_path / "junk.zarr")
-    import zarr
+    from cryoseg.io.zarrs import new_group
 
-    zarr.open_group(str(tmp_path / "plain.zarr"), mode="w", zarr_format=2)
+    new_group(tmp_path / "plain.zarr")
     with pytest.raises(CorruptFileError, match=r"plain\.zarr: a zarr group without OME-Zarr 'multiscales'"):
         read_volume(tmp_path / "plain.zarr")
 
@@ -211,10 +211,10 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_multichannel_omezarr(tmp_path):
-    import zarr
+    from cryoseg.io.zarrs import new_array, new_group
 
-    root = zarr.open_group(str(tmp_path / "two.ome.zarr"), mode="w", zarr_format=2)
-    root.create_array("0", data=np.zeros((2, 4, 5, 6), np.float32))
+    root = new_group(tmp_path / "two.ome.zarr")
+    new_array(root, "0", (2, 4, 5, 6), (2, 4, 5, 6), np.float32)
     axes = [{"name": "c", "type": "channel"}] + [{"name": n, "type": "space", "unit": "angstrom"} for n in "zyx"]
     root.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": [{"path": "0"}]}]
     with pytest.raises(InputError, match=r"two\.ome\.zarr: OME-Zarr axis 'c' has 2 entries; cryoseg reads one 3D"):

@@ -5,7 +5,7 @@ from .cluster import ClusterConfig, slurm_job_script
 from .jobs import PickJob, ScsamJob, SegmentJob, UnsupJob
 from .manifest import Manifest
 from .runner import BatchResult, run_batch
-from .tomograms import Tomogram, find_tomograms
+from .tomograms import Tomogram, copick_tomograms, find_tomograms
 
 __all__ = ["BatchResult", "ClusterConfig", "Manifest", "PickJob", "ScsamJob", "SegmentJob", "Tomogram", "UnsupJob",
-           "find_tomograms", "run_batch", "slurm_job_script"]
+           "copick_tomograms", "find_tomograms", "run_batch", "slurm_job_script"]

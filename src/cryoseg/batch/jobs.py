@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import InputError
+from ..io.copick_project import CopickTarget
 from .tomograms import Tomogram
 
 T = TypeVar("T")
@@ -47,7 +48,23 @@ class VolumeOptions:
     def read(self, tomogram: Tomogram) -> Any:
         from ..api import load_tomogram
 
+        if tomogram.copick is not None:
+            from ..io.copick_project import read_tomogram
+
+            return load_tomogram(read_tomogram(tomogram.copick), self.voxel_size)
         return load_tomogram(tomogram.path, self.voxel_size, self.nan_policy)
+
+
+def _to_copick(target: CopickTarget | None, tomogram: Tomogram, result: Any) -> None:
+    """Store a run's picks and its instance and binary segmentations in the tomogram's copick run (when both the
+    tomogram comes from a copick project and the job names a target)."""
+    if target is None or tomogram.copick is None:
+        return
+    from ..io.copick_project import write_picks, write_segmentation
+
+    write_picks(tomogram.copick, target, result.particles, result.instances.voxel_size)
+    write_segmentation(tomogram.copick, target, result.instances, instances=True)
+    write_segmentation(tomogram.copick, target, result.mask, instances=False)
 
 
 @dataclass(frozen=True)
@@ -61,6 +78,7 @@ class PickJob:
         segmenter, features: model names (None: the query's); weights, feature_weights: their weights.
         device: "cpu", "cuda", ... (None: automatic).
         cache_dir: embedding and feature cache (per tomogram stores; shared folder is fine).
+        copick: where picks and segmentations go in a copick project (for tomograms read from one).
     """
 
     query: str
@@ -72,6 +90,7 @@ class PickJob:
     device: str | None = None
     cache_dir: str | None = None
     volume: VolumeOptions = VolumeOptions()
+    copick: CopickTarget | None = None
     kind = "pick"
 
     def check(self) -> None:
@@ -103,7 +122,8 @@ class PickJob:
         volume = self.volume.read(tomogram)
         result = pick(volume, query=query, segmenter=seg, features=feat, config=config, cache_dir=self.cache_dir)
         result.save(outdir, volume_format=self.volume.volume_format, inputs=self.inputs(),
-                    parameters={"tomogram": str(tomogram.path), "query": self.query})
+                    parameters={"tomogram": tomogram.source, "query": self.query})
+        _to_copick(self.copick, tomogram, result)
         return {"instances": len(result.particles), "cut": float(result.verification.cut.value),
                 "models_loaded": loaded, "pid": os.getpid()}
 
@@ -116,6 +136,7 @@ class SegmentJob:
         prompts: path template with "{name}" for the tomogram's name, e.g. "prompts/{name}.star".
         negatives: the same for negative points (optional; a missing file means none).
         segmenter, weights, device, cache_dir: as for `cryoseg segment`.
+        copick: where the instances go in a copick project (for tomograms read from one).
     """
 
     prompts: str
@@ -125,6 +146,7 @@ class SegmentJob:
     device: str | None = None
     cache_dir: str | None = None
     volume: VolumeOptions = VolumeOptions()
+    copick: CopickTarget | None = None
     kind = "segment"
 
     def check(self) -> None:
@@ -154,7 +176,8 @@ class SegmentJob:
         result = segment(volume, prompts, negatives, segmenter=seg, cache_dir=self.cache_dir, strict=True)
         result.save(outdir, volume_format=self.volume.volume_format,
                     inputs=tuple(p for p in (prompts, negatives) if p is not None),
-                    parameters={"tomogram": str(tomogram.path), "prompts": str(prompts)})
+                    parameters={"tomogram": tomogram.source, "prompts": str(prompts)})
+        _to_copick(self.copick, tomogram, result)
         return {"instances": len(result.kept), "models_loaded": loaded, "pid": os.getpid()}
 
 

@@ -27,7 +27,7 @@ STATES = ("pending", "running", "done", "failed")
 class Entry:
     """One tomogram's record."""
 
-    path: str
+    path: str  # the tomogram's file, or its place in a copick project
     state: str = "pending"
     attempts: int = 0
     error: str | None = None
@@ -67,10 +67,10 @@ class Manifest:
                                  "this one to another folder")
         for t in tomograms:
             entry = entries.get(t.name)
-            if entry is None or entry.path != str(t.path):
-                entries[t.name] = Entry(str(t.path))
+            if entry is None or entry.path != t.source:
+                entries[t.name] = Entry(t.source)
             elif entry.state == "done" and not (folder / t.name / REPORT).is_file():
-                entries[t.name] = Entry(str(t.path))  # its results were removed: run it again
+                entries[t.name] = Entry(t.source)  # its results were removed: run it again
             elif entry.state != "done":
                 entry.state, entry.attempts, entry.error = "pending", 0, None
         manifest = cls(folder, job, entries)

@@ -82,6 +82,12 @@ def run_batch(job: Any, tomograms: list[Tomogram], outdir: str | Path, cluster: 
         manifest.
     """
     job.check()
+    target = getattr(job, "copick", None)
+    if target is not None:
+        from ..io.copick_project import check_target
+
+        for config in {t.copick.config for t in tomograms if t.copick is not None}:
+            check_target(config, target)
     outdir = Path(outdir)
     manifest = Manifest.open(outdir, job_description(job), tomograms)
     by_name = {t.name: t for t in tomograms}

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError, UnsupportedFormatError
+from ..io.copick_project import CopickSource, project_sources
 from ..io.volumes import volume_format
 from ..pipelines.output import tomogram_name
 
@@ -20,13 +21,25 @@ class Tomogram:
 
     Attributes:
         name: unique within the batch; names its output folder (OUT/<name>) and its manifest entry.
-        path: the volume file (MRC, TIFF, OME-Zarr).
-        copick_run: the copick run it belongs to (None outside a copick project).
+        path: the volume file (MRC, TIFF, OME-Zarr), or the copick config of a copick tomogram.
+        copick: where it lives in a copick project (None: a plain file).
     """
 
     name: str
     path: Path
-    copick_run: str | None = None
+    copick: CopickSource | None = None
+
+    @property
+    def source(self) -> str:
+        """What the manifest records as its origin."""
+        return self.copick.describe() + f" of {self.path}" if self.copick is not None else str(self.path)
+
+
+def copick_tomograms(config: str | Path, voxel_spacing: float, tomo_type: str,
+                     runs: list[str] | None = None) -> list[Tomogram]:
+    """The tomograms of a copick project (see `cryoseg.io.copick_project.project_sources`), named by their runs."""
+    config = Path(config).resolve()
+    return [Tomogram(s.run, config, s) for s in project_sources(config, voxel_spacing, tomo_type, runs)]
 
 
 def find_tomograms(specs: list[str]) -> list[Tomogram]:

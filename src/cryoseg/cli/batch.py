@@ -20,8 +20,17 @@ from .parse import parse_numbers, parse_voxel_size
 batch_app = typer.Typer(help="Run one job over many tomograms (local cores, a dask scheduler, or SLURM).",
                         no_args_is_help=True)
 
-TOMOS = typer.Argument(..., help="Tomograms: files, quoted glob patterns ('data/*.mrc') or list files (.txt, one "
-                                 "path per line).")
+TOMOS = typer.Argument(None, help="Tomograms: files, quoted glob patterns ('data/*.mrc') or list files (.txt, one "
+                                  "path per line); or none with --copick.")
+COPICK = typer.Option(None, "--copick", help="A copick project's config: run on its tomograms (pick and segment also "
+                                             "store their picks and segmentations in it). Needs cryoseg[copick].")
+RUNS = typer.Option(None, "--run", help="copick run to include (repeat; default: every run).")
+VOXEL_SPACING = typer.Option(None, "--voxel-spacing", help="copick voxel spacing in Å (pick: default the query's).")
+TOMO_TYPE = typer.Option("wbp", "--tomo-type", help="copick tomogram type.")
+OBJECT = typer.Option(None, "--object", help="copick pickable object the results are stored as (pick: default the "
+                                             "query's class name; segment: nothing is stored without it).")
+USER_ID = typer.Option("cryoseg", "--user-id", help="copick user id of the stored results.")
+SESSION_ID = typer.Option("0", "--session-id", help="copick session id of the stored results.")
 OUTPUT = typer.Option(..., "--output", "-o", help="Batch folder: OUT/<tomogram>/ each, manifest.json, summary.csv, "
                                                    "preview_grid.png. Rerun into it to continue.")
 WORKERS = typer.Option(None, "--workers", help="Worker processes on this machine (default: as many as its cores and "
@@ -68,14 +77,34 @@ def _check_output(output: Path, tomograms: list[Any], job: Any) -> None:
     if output.is_dir() and any(output.iterdir()) and not (output / MANIFEST).is_file():
         raise InputError(f"output folder {output} is not empty and holds no batch (manifest.json); choose another")
     folder = output.resolve()
-    for path in [t.path for t in tomograms] + list(job.inputs()):
+    for path in [t.path for t in tomograms if t.copick is None] + list(job.inputs()):
         if folder in Path(path).resolve().parents:
             raise InputError(f"input {path} lies inside the output folder {output}; write the batch elsewhere")
 
 
-def _run(job: Any, tomos: list[str], output: Path, cluster: Any, retries: int, print_job_script: bool) -> None:
-    """Check, run and report a batch; exit 1 when a tomogram failed, 130 when interrupted."""
-    from ..batch import find_tomograms, run_batch, slurm_job_script
+def _tomograms(tomos: list[str] | None, copick: Path | None, runs: list[str] | None, voxel_spacing: float | None,
+               tomo_type: str) -> list[Any]:
+    from ..batch import copick_tomograms, find_tomograms
+
+    if copick is None:
+        return find_tomograms(tomos or [])
+    if tomos:
+        raise InputError("give tomogram files or --copick, not both")
+    if voxel_spacing is None:
+        raise InputError("--copick needs --voxel-spacing (the copick voxel spacing of the tomograms, in Å)")
+    return copick_tomograms(copick, voxel_spacing, tomo_type, runs)
+
+
+def _target(copick: Path | None, name: str | None, user_id: str, session_id: str) -> Any:
+    from ..io.copick_project import CopickTarget
+
+    return CopickTarget(name, user_id, session_id) if copick is not None and name else None
+
+
+def _run(job: Any, tomograms: Any, output: Path, cluster: Any, retries: int, print_job_script: bool) -> None:
+    """Check, run and report a batch; exit 1 when a tomogram failed, 130 when interrupted. `tomograms` is called
+    for the tomograms (after the job script, which needs none)."""
+    from ..batch import run_batch, slurm_job_script
 
     if print_job_script:
         if cluster.slurm is None:
@@ -84,7 +113,7 @@ def _run(job: Any, tomos: list[str], output: Path, cluster: Any, retries: int, p
         return
     if retries < 0:
         raise InputError(f"--retries must be 0 or more, got {retries}")
-    tomograms = find_tomograms(tomos)
+    tomograms = tomograms()
     _check_output(output, tomograms, job)
     job.check()
     try:
@@ -126,7 +155,7 @@ def _cell(value: Any) -> str:
 
 @batch_app.command("pick")
 def pick(
-    tomos: list[str] = TOMOS,
+    tomos: list[str] | None = TOMOS,
     query: Path = typer.Option(..., "--query", help="query.npz of an earlier `cryoseg pick` (one click, whole "
                                                     "dataset)."),
     output: Path = OUTPUT,
@@ -146,6 +175,13 @@ def pick(
     voxel_size: str | None = VOXEL_SIZE,
     nan_policy: str | None = NAN_POLICY,
     volume_format: str | None = VOLUME_FORMAT,
+    copick: Path | None = COPICK,
+    runs: list[str] | None = RUNS,
+    voxel_spacing: float | None = VOXEL_SPACING,
+    tomo_type: str = TOMO_TYPE,
+    object_name: str | None = OBJECT,
+    user_id: str = USER_ID,
+    session_id: str = SESSION_ID,
     workers: int | None = WORKERS,
     memory_per_worker: float = MEMORY,
     scheduler: str | None = SCHEDULER,
@@ -156,6 +192,7 @@ def pick(
 ) -> None:
     """Apply a saved pick query to every tomogram: the same kind, found in each."""
     from ..batch import PickJob
+    from ..pipelines.pick_query import PickQuery
 
     changes: dict[str, Any] = {}
     matching = only_set({"tau_sim": tau_sim, "top_k": top_k})
@@ -165,14 +202,20 @@ def pick(
         changes["size_ratio"] = parse_numbers(size_ratio, "--size-ratio", (2,), meaning="low,high")
     if cut is not None:
         changes["verify"] = {"cut": cut}
+    saved = PickQuery.load(query) if not print_job_script else None
+    if copick is not None and saved is not None:
+        voxel_spacing = voxel_spacing or saved.voxel_size[0]
+        object_name = object_name or saved.config.class_name
     job = PickJob(str(query.resolve()), changes, segmenter, features, weights, feature_weights, device,
-                  str(cache_dir) if cache_dir else None, _volume_options(voxel_size, nan_policy, volume_format))
-    _run(job, tomos, output, _cluster(workers, memory_per_worker, scheduler, slurm, jobs), retries, print_job_script)
+                  str(cache_dir) if cache_dir else None, _volume_options(voxel_size, nan_policy, volume_format),
+                  _target(copick, object_name, user_id, session_id))
+    _run(job, lambda: _tomograms(tomos, copick, runs, voxel_spacing, tomo_type), output,
+         _cluster(workers, memory_per_worker, scheduler, slurm, jobs), retries, print_job_script)
 
 
 @batch_app.command("segment")
 def segment(
-    tomos: list[str] = TOMOS,
+    tomos: list[str] | None = TOMOS,
     prompts: str = typer.Option(..., "--prompts", help="Prompt file of each tomogram, with {name} for its name: "
                                                        "'prompts/{name}.star'."),
     negatives: str | None = typer.Option(None, "--negatives", help="Negative points likewise (a missing file: "
@@ -185,6 +228,13 @@ def segment(
     voxel_size: str | None = VOXEL_SIZE,
     nan_policy: str | None = NAN_POLICY,
     volume_format: str | None = VOLUME_FORMAT,
+    copick: Path | None = COPICK,
+    runs: list[str] | None = RUNS,
+    voxel_spacing: float | None = VOXEL_SPACING,
+    tomo_type: str = TOMO_TYPE,
+    object_name: str | None = OBJECT,
+    user_id: str = USER_ID,
+    session_id: str = SESSION_ID,
     workers: int | None = WORKERS,
     memory_per_worker: float = MEMORY,
     scheduler: str | None = SCHEDULER,
@@ -197,20 +247,26 @@ def segment(
     from ..batch import SegmentJob
 
     job = SegmentJob(prompts, negatives, segmenter, weights, device, str(cache_dir) if cache_dir else None,
-                     _volume_options(voxel_size, nan_policy, volume_format))
-    _run(job, tomos, output, _cluster(workers, memory_per_worker, scheduler, slurm, jobs), retries, print_job_script)
+                     _volume_options(voxel_size, nan_policy, volume_format),
+                     _target(copick, object_name, user_id, session_id))
+    _run(job, lambda: _tomograms(tomos, copick, runs, voxel_spacing, tomo_type), output,
+         _cluster(workers, memory_per_worker, scheduler, slurm, jobs), retries, print_job_script)
 
 
 @batch_app.command("scsam")
 def scsam(
     model: Path = typer.Argument(..., help="Model folder written by `cryoseg scsam train`."),
-    tomos: list[str] = TOMOS,
+    tomos: list[str] | None = TOMOS,
     output: Path = OUTPUT,
     views: str = typer.Option("z", "--views", help="Views segmented and fused, e.g. z or z,y,x."),
     device: str | None = DEVICE,
     cache_dir: Path | None = CACHE_DIR,
     voxel_size: str | None = VOXEL_SIZE,
     nan_policy: str | None = NAN_POLICY,
+    copick: Path | None = COPICK,
+    runs: list[str] | None = RUNS,
+    voxel_spacing: float | None = VOXEL_SPACING,
+    tomo_type: str = TOMO_TYPE,
     workers: int | None = WORKERS,
     memory_per_worker: float = MEMORY,
     scheduler: str | None = SCHEDULER,
@@ -224,17 +280,22 @@ def scsam(
 
     job = ScsamJob(str(model.resolve()), tuple(v.strip() for v in views.split(",") if v.strip()), device,
                    str(cache_dir) if cache_dir else None, _volume_options(voxel_size, nan_policy, None))
-    _run(job, tomos, output, _cluster(workers, memory_per_worker, scheduler, slurm, jobs), retries, print_job_script)
+    _run(job, lambda: _tomograms(tomos, copick, runs, voxel_spacing, tomo_type), output,
+         _cluster(workers, memory_per_worker, scheduler, slurm, jobs), retries, print_job_script)
 
 
 @batch_app.command("unsup")
 def unsup(
     model: Path = typer.Argument(..., help="Model folder written by `cryoseg unsup train`."),
-    tomos: list[str] = TOMOS,
+    tomos: list[str] | None = TOMOS,
     output: Path = OUTPUT,
     device: str | None = DEVICE,
     voxel_size: str | None = VOXEL_SIZE,
     nan_policy: str | None = NAN_POLICY,
+    copick: Path | None = COPICK,
+    runs: list[str] | None = RUNS,
+    voxel_spacing: float | None = VOXEL_SPACING,
+    tomo_type: str = TOMO_TYPE,
     workers: int | None = WORKERS,
     memory_per_worker: float = MEMORY,
     scheduler: str | None = SCHEDULER,
@@ -247,7 +308,8 @@ def unsup(
     from ..batch import UnsupJob
 
     job = UnsupJob(str(model.resolve()), device, _volume_options(voxel_size, nan_policy, None))
-    _run(job, tomos, output, _cluster(workers, memory_per_worker, scheduler, slurm, jobs), retries, print_job_script)
+    _run(job, lambda: _tomograms(tomos, copick, runs, voxel_spacing, tomo_type), output,
+         _cluster(workers, memory_per_worker, scheduler, slurm, jobs), retries, print_job_script)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,6 +1,6 @@
 """Signed on-disk stores of per-slice arrays (zarr), shared by the feature cache and the embedding cache.
 
-Layout of one store (a zarr v3 group):
+Layout of one store (a zarr group, format 2):
 
     <name>.zarr/                 attrs: cryoseg_cache (format), signature {format, kind, data, model, cryoseg_version}
         <view>/                  attrs: whatever the writer records (stride, image_shape, ...)
@@ -28,6 +28,7 @@ import numpy as np
 from .. import __version__
 from ..errors import CorruptFileError, InputError
 from ..io.report import as_json
+from ..io.zarrs import new_array, new_group
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ class SliceStore:
             logger.warning("rebuilding cache %s because %s", path, reason)
             shutil.rmtree(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        group = zarr.open_group(str(path), mode="w", zarr_format=3)
+        group = new_group(path)
         # The signature goes in before any data, so a half-written store is at worst missing slices.
         group.attrs.update({"cryoseg_cache": FORMAT_VERSION, "signature": signature})
         return cls(path, group, lengths)
@@ -163,7 +164,7 @@ class SliceStore:
         if not create:
             return None
         g = self._group.create_group(view)
-        g.create_array("done", shape=(self._lengths[view],), chunks=(1,), dtype="uint8", fill_value=0)
+        new_array(g, "done", shape=(self._lengths[view],), chunks=(1,), dtype="uint8")
         g.create_group("data")
         return g
 
@@ -199,8 +200,7 @@ class SliceStore:
             values = to_storage(values)
             item = tuple(values.shape[1:])
             if name not in data:
-                data.create_array(name, shape=(self._lengths[view], *item), chunks=(1, *item),
-                                  dtype=values.dtype, fill_value=0)
+                new_array(data, name, shape=(self._lengths[view], *item), chunks=(1, *item), dtype=values.dtype)
             arr = data[name]
             if tuple(arr.shape[1:]) != item or arr.dtype != values.dtype:
                 raise InputError(f"cache {self.path}: array {name!r} of view {view!r} was stored as "

@@ -13,6 +13,7 @@ from ..errors import CorruptFileError, InputError
 from . import arrays
 from .units import angstrom_per_unit
 from .volume import Volume
+from .zarrs import new_array, new_group, stored_chunks, zarr_major
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +25,12 @@ OMEZARR_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", 
                   "float16", "float32", "float64")
 
 
-def read_omezarr(path: Path) -> tuple[np.ndarray, tuple[float, float, float], tuple[float, float, float]]:
+def read_omezarr(path: Path, store: Any = None
+                 ) -> tuple[np.ndarray, tuple[float, float, float], tuple[float, float, float]]:
     """Read the full-resolution level of an OME-Zarr image (NGFF 0.4 or 0.5), or a plain zarr array.
+
+    `store`: a zarr store to read instead of the folder `path` (e.g. a copick tomogram's); `path` then only names
+    the image in messages.
 
     Returns:
         data: array (Z, Y, X) in memory (singleton t/c axes dropped),
@@ -35,7 +40,7 @@ def read_omezarr(path: Path) -> tuple[np.ndarray, tuple[float, float, float], tu
     import zarr
 
     try:
-        node = zarr.open(str(path), mode="r")
+        node = zarr.open(str(path) if store is None else store, mode="r")
         if isinstance(node, zarr.Array):
             logger.warning("%s: a plain zarr array without OME metadata; voxel size unknown", path)
             return np.asarray(node[...]), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
@@ -63,6 +68,10 @@ def read_omezarr(path: Path) -> tuple[np.ndarray, tuple[float, float, float], tu
     except InputError:
         raise
     except Exception as exc:  # zarr and JSON errors come in many types; all mean the same to the user
+        if (Path(path) / "zarr.json").is_file() and zarr_major() < 3:
+            raise InputError(f"{path}: a zarr format 3 store (OME-Zarr 0.5) needs zarr >= 3, and this environment "
+                             f"has zarr {zarr.__version__} (copick pins zarr < 3); read it in an environment "
+                             "without copick, or rewrite it as zarr format 2 (OME-Zarr 0.4)") from None
         raise CorruptFileError(f"{path}: not a readable OME-Zarr image ({type(exc).__name__}: {exc})") from None
 
     order = sorted(keep, key=lambda i: "zyx".index(names[i]))
@@ -88,10 +97,9 @@ def write_omezarr(volume: Volume, path: Path, dtype: np.dtype) -> None:
     stay labels) while the smallest axis is at least MIN_DOWNSAMPLE_SIZE, up to MAX_LEVELS levels.
     An axis of unknown voxel size (0) is written without a unit and with scale in voxels.
     """
-    import zarr
 
     data, voxel_size, origin = volume.data, volume.voxel_size, volume.origin
-    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    root = new_group(path)
     mean_pool = np.dtype(dtype).kind in "fc"
     source: Any = data
     datasets = []
@@ -104,10 +112,8 @@ def write_omezarr(volume: Volume, path: Path, dtype: np.dtype) -> None:
             shape = data.shape
         chunks = tuple(min(CHUNK, max(n, 1)) for n in shape)
         # every chunk stored, zeros too: a reader can then tell a missing chunk (an incomplete copy) from an empty one
-        array = root.create_array(
-            str(level), shape=shape, dtype=dtype, chunks=chunks, chunk_key_encoding={"name": "v2", "separator": "/"},
-            config={"write_empty_chunks": True},
-        )
+        array = new_array(root, str(level), shape=shape, chunks=chunks, dtype=dtype, write_empty_chunks=True,
+                          nested=True)
         # whole chunks per write (a partial chunk is recompressed on every write); a level > 0 reads 8x its size
         for zs, ys in _tiles(shape, chunks, arrays.SLAB_ELEMENTS // (8 if level else 1)):
             if level == 0:
@@ -135,7 +141,7 @@ def write_omezarr(volume: Volume, path: Path, dtype: np.dtype) -> None:
 def _warn_missing_chunks(array: Any, path: Path) -> None:
     """zarr reads a chunk that is not stored as the fill value, silently. Writers may leave out empty chunks on
     purpose, but in a tomogram a missing chunk usually means an incomplete copy: say so."""
-    missing = int(array.nchunks) - int(array.nchunks_initialized)
+    missing = int(array.nchunks) - stored_chunks(array)
     if missing:
         logger.warning("%s: %d of %d chunks are not stored and read as the fill value %s (an incomplete copy, or "
                        "a writer that leaves out empty chunks)", path, missing, array.nchunks, array.fill_value)
