@@ -44,11 +44,9 @@ import json
 import logging
 import os
 import platform
-import resource
 import shlex
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +64,7 @@ from cryoseg.progress import set_progress_enabled
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_matching import LARGE_SET, SMALL_SET, TEMPLATES, load_or_simulate, load_truth  # noqa: E402
+from profiling import profiled  # noqa: E402
 
 DEEPFINDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "deepfinder_toy"
 log = logging.getLogger("bench_picking")
@@ -303,56 +302,15 @@ def summary_table(rows: list[dict], datasets: list[Dataset]) -> str:
 
 # ---- time and memory per stage of one large pick, in a child process -----------------------------------
 
-class _StageLog(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.marks: list[tuple[float, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = record.getMessage()
-        if msg.startswith("stage "):
-            self.marks.append((time.perf_counter(), msg.split(":")[1].strip()))
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-
-
 def profile_pick(folder: Path, prompts: np.ndarray, out: Path) -> None:
-    """Child process: one pick with RSS sampled every 50 ms and stage boundaries from the pipeline's log."""
+    """Child process: one pick with memory sampled every 50 ms and stage boundaries from the pipeline's log."""
     from cryoseg import api
 
     volume = read_volume(folder / "tomogram.mrc")
-    handler = _StageLog()
-    logger = logging.getLogger("cryoseg.pipelines.pick")
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    samples: list[tuple[float, float]] = []
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            samples.append((time.perf_counter(), _rss_mb()))
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    base = _rss_mb()
-    thread.start()
-    t0 = time.perf_counter()
-    result = api.pick(volume, prompts)
-    total = time.perf_counter() - t0
-    stop.set()
-    thread.join()
-    marks = handler.marks + [(t0 + total, "end")]
-    stages = []
-    for (start, name), (end, _) in zip(marks, marks[1:]):
-        inside = [m for t, m in samples if start <= t <= end]
-        stages.append({"stage": name, "seconds": end - start, "peak_rss_mb": max(inside) if inside else None})
+    result, info = profiled(lambda: api.pick(volume, prompts))
     found = ~np.asarray(result.is_prompt, bool)
     out.write_text(json.dumps({
-        "total_seconds": total, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3,
-        "rss_before_mb": base, "stages": stages, "pipeline_seconds": result.seconds, "counts": result.counts,
+        **info, "rss_before_mb": info["before"]["rss"], "pipeline_seconds": result.seconds, "counts": result.counts,
         "coords": result.particles.coords[found].tolist(), "scores": result.score[found].tolist(),
     }, indent=1))
 

@@ -88,6 +88,29 @@ def test_memory_limit_drops_old_slices_but_never_embeds_twice(tmp_path):
     assert emb.n_computed == 4 and emb.n_loaded == 1
 
 
+def test_a_byte_budget_spills_to_a_temporary_cache_and_never_embeds_twice():
+    volume = _volume()
+    one = SliceEmbedder(ClassicalSegmenter(), volume).get("z", 0)
+    per_slice = sum(v.nbytes for v in ClassicalSegmenter().embedding_arrays(one).values())
+    emb = SliceEmbedder(ClassicalSegmenter(), volume, max_bytes=3 * per_slice)
+    for i in range(3):
+        emb.get("z", i)
+    assert emb.cache_dir is None  # within the budget: memory only
+    for i in range(3, 6):
+        emb.get("z", i)
+    spill = emb.cache_dir
+    assert spill is not None and spill.is_dir() and len(emb._memory) <= 3
+    first = emb.get("z", 0)  # dropped from memory, read back from the temporary cache
+    assert emb.n_computed == 6 and emb.n_loaded == 1
+    for name, value in ClassicalSegmenter().embedding_arrays(first).items():  # float16 as stored
+        assert np.allclose(value, ClassicalSegmenter().embedding_arrays(one)[name], rtol=1e-2, atol=1e-2)
+    del emb
+    import gc
+
+    gc.collect()
+    assert not spill.exists()
+
+
 def test_bad_requests_are_rejected(tmp_path):
     emb = SliceEmbedder(ClassicalSegmenter(), _volume(), cache_dir=tmp_path / "cache")
     with pytest.raises(InputError, match="outside view 'y'"):

@@ -41,7 +41,7 @@ def test_stride_one_masked_mean_equals_hand_computation():
         per_view.append(vol / np.linalg.norm(vol, axis=-1, keepdims=True))
     full = np.concatenate(per_view, axis=-1) / np.sqrt(3)
     expected = full[mask].mean(axis=0)
-    np.testing.assert_allclose(feats.masked_mean(mask), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(feats.masked_mean(mask), expected, atol=2e-3)  # cells are stored as float16
     assert feats.channels == 12
 
 
@@ -65,7 +65,7 @@ def test_sampling_is_trilinear_on_the_patch_grid():
                          for c in range(unit.shape[1])], axis=1)
         expected.append(vals / np.linalg.norm(vals, axis=1, keepdims=True))
     expected = np.concatenate(expected, axis=1) / np.sqrt(3)
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got, expected, atol=2e-3)  # float16 cells
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-5)
 
 
@@ -180,8 +180,8 @@ def test_coarse_levels_average_the_cells_they_cover():
     for (k, i, j), point in cases:
         block = unit[2 * k:2 * k + 2, :, 2 * i:2 * i + 2, 2 * j:2 * j + 2].mean(axis=(0, 2, 3))
         got = feats.sample(np.array([point]), spacing=8)[0]
-        np.testing.assert_allclose(got, block / np.linalg.norm(block), atol=1e-5)
+        np.testing.assert_allclose(got, block / np.linalg.norm(block), atol=2e-3)  # float16 cells
     # Spacing 16 is pooled from spacing 8: one cell, the mean of everything.
     whole = unit.mean(axis=(0, 2, 3))
     got = feats.sample(np.array([[7.0, 7.5, 7.5]]), spacing=16)[0]
-    np.testing.assert_allclose(got, whole / np.linalg.norm(whole), atol=1e-5)
+    np.testing.assert_allclose(got, whole / np.linalg.norm(whole), atol=2e-3)

@@ -10,10 +10,13 @@ from scipy import ndimage
 
 from ..errors import InputError
 from ..io.particles import Particles
-from .peaks import pick_peaks, robust_zscore
-from .polarity import check_polarity, signed_for_bright
+from .peaks import local_peaks, peak_size, robust_stats, select_peaks
+from .polarity import check_polarity, estimate_polarity
 
 logger = logging.getLogger(__name__)
+
+SLAB_VOXELS = 1 << 25  # voxels per slab of the response (128 MB as float32)
+ROBUST_STEP = 2  # the response's statistics come from every 2nd voxel along each axis
 
 
 @dataclass(frozen=True)
@@ -66,31 +69,55 @@ def log_response(volume: np.ndarray, radius: float, scales: tuple[float, ...] = 
     return out
 
 
-def log_blobs(volume: np.ndarray, radius: float, config: LoGConfig | None = None) -> Particles:
+def log_blobs(volume: np.ndarray, radius: float, config: LoGConfig | None = None,
+              slab_voxels: int = SLAB_VOXELS) -> Particles:
     """Pick blobs of about `radius` voxels.
 
+    The response is computed in z-slabs of about `slab_voxels` voxels (with a margin the filters cannot see past),
+    so a tomogram larger than memory is read slab by slab and never held as float32 whole; the result is the
+    same as for one slab.
+
     Args:
-        volume: (Z, Y, X) tomogram.
+        volume: (Z, Y, X) tomogram (an array or a memory-mapped file).
         radius: particle radius in voxels.
         config: settings (default `LoGConfig()`).
+        slab_voxels: voxels per slab, margins excluded.
 
     Returns:
         `Particles` with coords (K, 3) z, y, x voxels and scores (robust z-score of the response), best first.
     """
     config = config or LoGConfig()
-    volume = np.asarray(getattr(volume, "data", volume))
+    volume = np.asarray(getattr(volume, "data", volume))  # a Volume's array; a memory map stays one (no copy)
     if volume.ndim != 3:
         raise InputError(f"expected a 3D volume (Z, Y, X), got shape {volume.shape}")
     if not np.isfinite(radius) or radius <= 0:
         raise InputError(f"particle radius must be a positive number of voxels, got {radius}")
-    data, polarity = signed_for_bright(volume, config.polarity, radius)
-    response = log_response(data, radius, config.scales)
-    del data
-    median, spread = robust_zscore(response)
-    response -= median
-    response /= spread
+    polarity = check_polarity(config.polarity)
+    if polarity == "auto":
+        polarity = estimate_polarity(volume, radius)
+    sign = np.float32(-1.0 if polarity == "dark" else 1.0)
     nms_radius = config.nms_radius or radius
+    sigma = max(config.scales) * radius / np.sqrt(3.0)
+    margin = int(4.0 * sigma + 0.5) + peak_size(nms_radius) // 2 + 1  # scipy truncates Gaussians at 4 sigma
+    depth, plane = volume.shape[0], int(np.prod(volume.shape[1:]))
+    thickness = max(1, slab_voxels // max(plane, 1))
+    samples, points, values = [], [], []
+    for z0 in range(0, depth, thickness):
+        z1 = min(depth, z0 + thickness)
+        lo, hi = max(0, z0 - margin), min(depth, z1 + margin)
+        response = log_response(sign * np.asarray(volume[lo:hi], dtype=np.float32), radius, config.scales)
+        core = slice(z0 - lo, z1 - lo)
+        first = (-z0) % ROBUST_STEP  # the strided sample of the whole volume, whatever the slab
+        samples.append(response[core][first::ROBUST_STEP, ::ROBUST_STEP, ::ROBUST_STEP].ravel())
+        found, found_values = local_peaks(response, nms_radius)
+        inside = (found[:, 0] >= z0 - lo) & (found[:, 0] < z1 - lo)
+        points.append(found[inside] + [lo, 0, 0])
+        values.append(found_values[inside])
+        del response
+    median, spread = robust_stats(np.concatenate(samples))
+    scores = (np.concatenate(values) - median) / spread
     border = 0.5 * radius if config.border is None else config.border
-    points, scores = pick_peaks(response, nms_radius, config.threshold, config.top_k, border)
-    logger.info("LoG (%s blobs, radius %.1f): %d picks", polarity, radius, len(points))
-    return Particles(points, scores=scores)
+    coords, scores = select_peaks(np.concatenate(points), scores, volume.shape, nms_radius, config.threshold,
+                                  config.top_k, border)
+    logger.info("LoG (%s blobs, radius %.1f): %d picks", polarity, radius, len(coords))
+    return Particles(coords, scores=scores)

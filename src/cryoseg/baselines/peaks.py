@@ -17,13 +17,45 @@ def robust_zscore(values: np.ndarray, sample_step: int = 2) -> tuple[float, floa
         sample_step: take every n-th voxel along each axis (the statistics of a noise-dominated map
             need no more, and this keeps it cheap on large tomograms).
     """
-    sample = np.asarray(values[::sample_step, ::sample_step, ::sample_step], dtype=np.float64).ravel()
+    return robust_stats(np.asarray(values[::sample_step, ::sample_step, ::sample_step]))
+
+
+def robust_stats(sample: np.ndarray) -> tuple[float, float]:
+    """(median, 1.4826 * MAD) of the finite values of `sample` (any shape); (0, 1) when there are none."""
+    sample = np.asarray(sample, dtype=np.float64).ravel()
     sample = sample[np.isfinite(sample)]
     if sample.size == 0:
         return 0.0, 1.0
     median = float(np.median(sample))
     mad = float(np.median(np.abs(sample - median))) * 1.4826
     return median, mad if mad > 0 else float(sample.std() or 1.0)
+
+
+def peak_size(radius: float) -> int:
+    """Side of the local-maximum neighbourhood for peaks at least `radius` apart (about radius / 2 each way)."""
+    return max(3, 2 * int(radius / 2) + 1)
+
+
+def local_peaks(scores: np.ndarray, radius: float, threshold: float = -np.inf) -> tuple[np.ndarray, np.ndarray]:
+    """Every local maximum of `scores` (Z, Y, X) within `peak_size(radius)` at least `threshold`: (points (K, 3)
+    int64 z, y, x voxels, values (K,) float64), unordered."""
+    peak = (scores >= threshold) & (scores == ndimage.maximum_filter(scores, size=peak_size(radius), mode="nearest"))
+    points = np.argwhere(peak)
+    return points, scores[tuple(points.T)].astype(np.float64)
+
+
+def select_peaks(points: np.ndarray, values: np.ndarray, shape: tuple[int, ...], radius: float, threshold: float,
+                 top_k: int | None = None, border: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Of candidate peaks (points (K, 3) z, y, x in a volume of `shape`, values (K,)): those at least `threshold`,
+    not within `border` voxels of a face, at least `radius` apart, best first (at most `top_k`)."""
+    points = np.asarray(points).reshape(-1, 3)
+    keep = values >= threshold
+    b = int(np.ceil(border))
+    if b > 0:
+        keep &= np.all((points >= b) & (points < np.asarray(shape) - b), axis=1)
+    points, values = points[keep], values[keep]
+    order = nms(points.astype(np.float64), values, radius, top_k)
+    return points[order].astype(np.float64), values[order]
 
 
 def pick_peaks(scores: np.ndarray, radius: float, threshold: float, top_k: int | None = None,
@@ -44,14 +76,5 @@ def pick_peaks(scores: np.ndarray, radius: float, threshold: float, top_k: int |
         raise InputError(f"expected a (Z, Y, X) score volume, got shape {scores.shape}")
     if not np.isfinite(radius) or radius <= 0:
         raise InputError(f"peak radius must be a positive number of voxels, got {radius}")
-    size = max(3, 2 * int(radius / 2) + 1)
-    peak = (scores >= threshold) & (scores == ndimage.maximum_filter(scores, size=size, mode="nearest"))
-    b = int(np.ceil(border))
-    if b > 0:
-        inner = np.zeros_like(peak)
-        inner[b:-b or None, b:-b or None, b:-b or None] = True
-        peak &= inner
-    points = np.argwhere(peak)
-    values = scores[tuple(points.T)].astype(np.float64)
-    keep = nms(points.astype(np.float64), values, radius, top_k)
-    return points[keep].astype(np.float64), values[keep]
+    points, values = local_peaks(scores, radius, threshold)
+    return select_peaks(points, values, scores.shape, radius, threshold, top_k, border)

@@ -33,12 +33,3 @@ def estimate_polarity(volume: np.ndarray, radius: float) -> str:
     centred = smooth - smooth.mean()
     skew = float(np.mean(centred.astype(np.float64) ** 3)) / max(float(centred.std()) ** 3, 1e-30)
     return "dark" if skew < 0 else "bright"
-
-
-def signed_for_bright(volume: np.ndarray, polarity: str, radius: float) -> tuple[np.ndarray, str]:
-    """The volume as float32 with particles bright (negated when they are dark), and the polarity used."""
-    polarity = check_polarity(polarity)
-    if polarity == "auto":
-        polarity = estimate_polarity(volume, radius)
-    data = np.asarray(volume, dtype=np.float32)
-    return (-data if polarity == "dark" else data), polarity

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -29,9 +30,13 @@ class SliceEmbedder:
         segmenter: any `PromptableSegmenter`; its `embedding_arrays`/`embedding_from_arrays` define what
             is stored.
         volume: (Z, Y, X) array or `Volume`.
-        cache_dir: folder of the on-disk cache; None keeps embeddings in memory only.
+        cache_dir: folder of the on-disk cache; None keeps embeddings in memory only (until `max_bytes`).
         max_in_memory: keep at most this many embeddings in memory (least recently used are dropped);
             only allowed with a cache, so a dropped slice is read back rather than embedded again.
+        max_bytes: keep at most about this many bytes of embeddings in memory (least recently used are dropped).
+            Without `cache_dir`, the first time this bound is reached the embeddings start going to a temporary
+            on-disk cache (removed with the embedder), so a large tomogram's slices are embedded once each
+            without all of them being held in memory.
 
     Attributes:
         n_computed: number of `segmenter.embed` calls made so far.
@@ -39,13 +44,17 @@ class SliceEmbedder:
     """
 
     def __init__(self, segmenter: PromptableSegmenter, volume: np.ndarray | Volume,
-                 cache_dir: str | Path | None = None, max_in_memory: int | None = None) -> None:
+                 cache_dir: str | Path | None = None, max_in_memory: int | None = None,
+                 max_bytes: int | None = None) -> None:
         self.segmenter = segmenter
         self.volume = as_volume_array(volume)
         if max_in_memory is not None and (cache_dir is None or max_in_memory < 1):
             raise InputError("max_in_memory needs a cache_dir and must be at least 1 (dropped slices are reloaded)")
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.max_in_memory = max_in_memory
+        self.max_bytes = max_bytes
+        self._bytes: dict[tuple[str, int], int] = {}
+        self._spill: tempfile.TemporaryDirectory | None = None
         self.n_computed = 0
         self.n_loaded = 0
         self._memory: OrderedDict[tuple[str, int], SliceEmbedding] = OrderedDict()
@@ -96,5 +105,29 @@ class SliceEmbedder:
         self._memory[key] = emb
         if self.max_in_memory is not None:
             while len(self._memory) > self.max_in_memory:
-                self._memory.popitem(last=False)
+                self._forget()
+        if self.max_bytes is not None:
+            self._bytes[key] = sum(np.asarray(v).nbytes for v in self.segmenter.embedding_arrays(emb).values())
+            if sum(self._bytes.values()) > self.max_bytes:
+                if self.cache_dir is None:
+                    self._start_spilling()
+                while len(self._memory) > 1 and sum(self._bytes.values()) > self.max_bytes:
+                    self._forget()
         return emb
+
+    def _forget(self) -> None:
+        key, _ = self._memory.popitem(last=False)
+        self._bytes.pop(key, None)
+
+    def _start_spilling(self) -> None:
+        """Move to a temporary on-disk cache: what is in memory is written there, later slices go there too."""
+        self._spill = tempfile.TemporaryDirectory(prefix="cryoseg-embeddings-")
+        self.cache_dir = Path(self._spill.name)
+        logger.info("embeddings exceed %.1f GB in memory; keeping the rest in a temporary cache %s",
+                    self.max_bytes / 1e9, self.cache_dir)
+        store = self.store
+        for (view, index), emb in self._memory.items():
+            arrays = self.segmenter.embedding_arrays(emb)
+            store.write(view, np.array([index]), {k: np.asarray(v)[None] for k, v in arrays.items()},
+                        {"image_shape": list(emb.image_shape)})
+            self._done.setdefault(view, store.done(view))[index] = True

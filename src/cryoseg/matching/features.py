@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 # Points per chunk when gathering features: bounds memory to about chunk * channels * 4 bytes per array.
 DEFAULT_POINT_CHUNK = 65536
+# Cells are unit vectors: float16 keeps a cosine similarity to about 1e-3 at half the memory of float32 (a
+# 400x1024x1024 tomogram's three views hold about 20 M cells).
+FEATURE_DTYPE = np.float16
 
 
 @dataclass
@@ -45,7 +48,7 @@ class ViewStack:
 
     Attributes:
         view: "z", "y" or "x".
-        features: (n, h, w, C) float32, channel-last, one row per sampled slice; each cell L2-normalised.
+        features: (n, h, w, C) FEATURE_DTYPE, channel-last, one row per sampled slice; each cell L2-normalised.
         coords: three 1D float arrays, the voxel coordinate of every index along the stack's axes
             (slice axis, rows, columns). Cell j of a grid with stride s is centred at (j + 0.5) * s - 0.5.
     """
@@ -154,37 +157,8 @@ class VolumeFeatures:
                 is near the origin and cosine similarity measures how a cell differs from it.
             whiten: ZCA-whiten each view with its own channel covariance (see the module docstring).
         """
-        out = []
-        for view, (feats, stride, slices) in stacks.items():
-            if view not in VIEWS:
-                raise InputError(f"unknown view {view!r}; expected one of {VIEWS}")
-            feats = np.asarray(feats)
-            if feats.ndim != 4:
-                raise InputError(f"view {view!r} features must have shape (n_slices, C, h, w), got {feats.shape}")
-            n, _, h, w = feats.shape
-            slice_axis, rows, cols = view_axes(view)
-            idx = np.arange(n, dtype=np.float64) if slices is None else np.asarray(slices, np.float64)
-            if idx.shape != (n,) or np.any(np.diff(idx) <= 0):
-                raise InputError(f"view {view!r}: need {n} increasing slice indices, got {idx.tolist()}")
-            if idx[0] < 0 or idx[-1] > shape[slice_axis] - 1:
-                raise InputError(f"view {view!r}: slice indices outside 0..{shape[slice_axis] - 1}")
-            sr, sc = (float(s) for s in stride)
-            if sr <= 0 or sc <= 0:
-                raise InputError(f"view {view!r}: stride must be positive, got {stride}")
-            if abs(h * sr - shape[rows]) >= sr or abs(w * sc - shape[cols]) >= sc:
-                raise InputError(
-                    f"view {view!r}: a {h}x{w} grid with stride {stride} does not cover slices of "
-                    f"{shape[rows]}x{shape[cols]} pixels"
-                )
-            data = np.ascontiguousarray(np.moveaxis(feats, 1, -1), dtype=np.float32)
-            if center:
-                data -= data.reshape(-1, data.shape[-1]).mean(axis=0, dtype=np.float64).astype(np.float32)
-            if whiten:
-                data = _whiten(data)
-            data /= np.maximum(np.linalg.norm(data, axis=-1, keepdims=True), 1e-12)
-            coords = (idx, (np.arange(h) + 0.5) * sr - 0.5, (np.arange(w) + 0.5) * sc - 0.5)
-            out.append(ViewStack(view, data, coords))
-        return cls(shape, out)
+        return cls(shape, [_view_stack(shape, view, feats, stride, slices, center, whiten)
+                           for view, (feats, stride, slices) in stacks.items()])
 
     def _level_stacks(self, spacing: float) -> list[ViewStack]:
         """The stacks pooled so their sample spacing is close to `spacing` voxels (area resampling).
@@ -261,18 +235,60 @@ class VolumeFeatures:
         return (total / len(points)).astype(np.float32)
 
 
-def _whiten(data: np.ndarray, floor: float = 1e-3, max_rows: int = 50_000) -> np.ndarray:
-    """ZCA-whiten channel-last features with their own covariance (eigenvalues floored at floor * largest).
+def _view_stack(shape: tuple[int, int, int], view: str, feats: np.ndarray, stride: tuple[float, float],
+                slices: Sequence[float] | None, center: bool, whiten: bool) -> ViewStack:
+    """One view's `ViewStack` from extractor output (n, C, h, w); arguments as `VolumeFeatures.from_stacks`."""
+    if view not in VIEWS:
+        raise InputError(f"unknown view {view!r}; expected one of {VIEWS}")
+    feats = np.asarray(feats) if not hasattr(feats, "shape") else feats
+    if feats.ndim != 4:
+        raise InputError(f"view {view!r} features must have shape (n_slices, C, h, w), got {feats.shape}")
+    n, _, h, w = feats.shape
+    slice_axis, rows, cols = view_axes(view)
+    idx = np.arange(n, dtype=np.float64) if slices is None else np.asarray(slices, np.float64)
+    if idx.shape != (n,) or np.any(np.diff(idx) <= 0):
+        raise InputError(f"view {view!r}: need {n} increasing slice indices, got {idx.tolist()}")
+    if idx[0] < 0 or idx[-1] > shape[slice_axis] - 1:
+        raise InputError(f"view {view!r}: slice indices outside 0..{shape[slice_axis] - 1}")
+    sr, sc = (float(s) for s in stride)
+    if sr <= 0 or sc <= 0:
+        raise InputError(f"view {view!r}: stride must be positive, got {stride}")
+    if abs(h * sr - shape[rows]) >= sr or abs(w * sc - shape[cols]) >= sc:
+        raise InputError(f"view {view!r}: a {h}x{w} grid with stride {stride} does not cover slices of "
+                         f"{shape[rows]}x{shape[cols]} pixels")
+    coords = (idx, (np.arange(h) + 0.5) * sr - 0.5, (np.arange(w) + 0.5) * sc - 0.5)
+    return ViewStack(view, _normalised(feats, center, whiten), coords)
 
-    The covariance is estimated from at most `max_rows` evenly strided cells (enough for a C x C estimate,
-    and cheap for wide ViT features).
-    """
-    flat = data.reshape(-1, data.shape[-1])
-    cov = np.atleast_2d(np.cov(flat[:: max(1, len(flat) // max_rows)], rowvar=False, dtype=np.float64))
+
+def _normalised(feats: np.ndarray, center: bool, whiten: bool, chunk: int = 8) -> np.ndarray:
+    """(n, h, w, C) FEATURE_DTYPE unit cells from (n, C, h, w) features: centred on their mean, whitened (see
+    `_whitening`), L2-normalised; computed a few slices at a time so no full float32 copy is ever held."""
+    n, channels, h, w = feats.shape
+    mean = (np.asarray(feats.mean(axis=(0, 2, 3), dtype=np.float64), np.float32) if center
+            else np.zeros(channels, np.float32))
+    transform = _whitening(feats, mean) if whiten else None
+    out = np.empty((n, h, w, channels), FEATURE_DTYPE)
+    for start in range(0, n, chunk):
+        x = np.moveaxis(np.asarray(feats[start:start + chunk], np.float32), 1, -1) - mean
+        if transform is not None:
+            x = x @ transform
+        x /= np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+        out[start:start + chunk] = x
+    return out
+
+
+def _whitening(feats: np.ndarray, mean: np.ndarray, floor: float = 1e-3, max_rows: int = 50_000) -> np.ndarray:
+    """(C, C) float32 ZCA whitening transform of (n, C, h, w) features with their own covariance (eigenvalues
+    floored at floor * largest), estimated from at most `max_rows` evenly strided cells (enough for a C x C
+    estimate, and cheap for wide ViT features)."""
+    n, channels, h, w = feats.shape
+    cells = np.arange(0, n * h * w, max(1, n * h * w // max_rows))
+    i, r, c = np.unravel_index(cells, (n, h, w))
+    sample = np.asarray(feats[i, :, r, c], np.float64) - mean
+    cov = np.atleast_2d(np.cov(sample, rowvar=False))
     vals, vecs = np.linalg.eigh(cov)
     vals = np.maximum(vals, floor * vals.max())
-    transform = (vecs / np.sqrt(vals)) @ vecs.T
-    return (flat @ transform.astype(np.float32)).reshape(data.shape)
+    return ((vecs / np.sqrt(vals)) @ vecs.T).astype(np.float32)
 
 
 def _trilinear(stack: ViewStack, points: np.ndarray, out: np.ndarray) -> None:
@@ -333,11 +349,16 @@ def build_volume_features(
         slice_step = _probe_stride(volume, extractor, views)
     if int(slice_step) != slice_step or slice_step < 1:
         raise InputError(f"slice_step must be a positive integer, got {slice_step}")
-    slices = {v: _slice_indices(view_length(volume.shape, v), int(slice_step)) for v in views}
     kwargs = {} if batch_size is None else {"batch_size": batch_size}
-    result = extract_view_features(volume, extractor, views=views, cache_dir=cache_dir, slices=slices, **kwargs)
-    stacks = {v: (result[v].features, tuple(result[v].stride), result[v].indices) for v in views}
-    features = VolumeFeatures.from_stacks(tuple(volume.shape), stacks, center=center, whiten=whiten)
+    stacks = []
+    for view in views:  # one view at a time: its raw features are freed before the next is extracted
+        slices = _slice_indices(view_length(volume.shape, view), int(slice_step))
+        raw = extract_view_features(volume, extractor, views=(view,), cache_dir=cache_dir, slices=slices,
+                                    **kwargs)[view]
+        stacks.append(_view_stack(tuple(volume.shape), view, raw.features, tuple(raw.stride), raw.indices, center,
+                                  whiten))
+        del raw
+    features = VolumeFeatures(tuple(volume.shape), stacks)
     logger.info("volume features: views %s, %d channels, slice step %d, %.1f MB", views, features.channels,
                 slice_step, features.nbytes / 1e6)
     return features

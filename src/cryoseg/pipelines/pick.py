@@ -23,6 +23,7 @@ from ..errors import InputError
 from ..geometry import equivalent_radius
 from ..io.particles import Particles
 from ..io.report import StageTimer, as_json
+from ..io.scratch import scratch_array
 from ..io.volume import Volume
 from ..matching import MatchResult, build_volume_features, match
 from ..matching.query import Query
@@ -209,6 +210,7 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
                                 reference, models, config, volume)
         matches = match(features, Query(query.vector, radius=radius), config.matching,
                         negatives=negatives if len(negatives) else None, negative_features=query.negative_vectors)
+        del features  # the largest arrays of the pick; nothing after matching reads them
     logger.info("%d proposal(s) (%d similarity evaluations)", len(matches.points), matches.n_evaluations)
     if kept and len(matches.points) > 1 and not outside(matches.points, engine.labels).any():
         logger.warning("all %d proposals fell inside the prompted instances: a prompt's mask has probably leaked "
@@ -320,7 +322,9 @@ def _assemble(engine: CrossPlaneSegmenter, records: list[InstanceInfo], n_prompt
     lut = np.zeros(int(engine.labels.max()) + 1, dtype=np.int32)
     for new, r in enumerate(picks, 1):
         lut[r.label] = new
-    labels = lut[engine.labels]
+    labels = scratch_array(engine.labels.shape, np.int32)
+    for z in range(0, len(labels), 16):  # a few planes at a time: no second full-size temporary
+        labels[z:z + 16] = lut[engine.labels[z:z + 16]]
     index = np.array([candidate_of[r.label] for r in found], dtype=np.int64)
     ones = np.ones(len(prompted))
     columns = {"score": np.concatenate([ones, verification.score[index]]),

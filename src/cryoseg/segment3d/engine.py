@@ -16,6 +16,7 @@ import numpy as np
 
 from ..geometry import to_voxel
 from ..io.report import StageTimer
+from ..io.scratch import scratch_array
 from ..io.volume import Volume
 from ..models.base import PromptableSegmenter
 from ..progress import track
@@ -69,11 +70,13 @@ class CrossPlaneSegmenter:
         if embedder is None:
             from ..embed import SliceEmbedder
 
-            made = SliceEmbedder(self.segmenter, self.volume.data, cache_dir=cache_dir)
+            budget = self.config.embedding_memory_gb
+            made = SliceEmbedder(self.segmenter, self.volume.data, cache_dir=cache_dir,
+                                 max_bytes=None if budget is None else int(budget * 1e9))
         else:
             made = embedder(self.segmenter, self.volume.data)
         self.embedder = _TimedEmbedder(made, self.timer)
-        self.labels = np.zeros(self.shape, dtype=np.int32)
+        self.labels = scratch_array(self.shape, np.int32)  # a file-backed map for tomograms larger than memory
         self.instances: list[InstanceInfo] = []
         self._next_label = 1
 

@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InputError
+from ..io.scratch import scratch_array
 from ..matching.nms import nms
 from .candidates import outside
 from .config import VerifyConfig
@@ -60,9 +61,14 @@ class Verification:
 
 
 def lowpass(volume: np.ndarray, sigma: float) -> np.ndarray:
-    """(Z, Y, X) float32 copy of the tomogram smoothed by a Gaussian of `sigma` voxels (0: no smoothing)."""
-    data = np.asarray(volume, dtype=np.float32)
-    return ndimage.gaussian_filter(data, sigma, output=np.float32) if sigma > 0 else data.copy()
+    """(Z, Y, X) float32 copy of the tomogram smoothed by a Gaussian of `sigma` voxels (0: no smoothing); a large
+    one is a scratch array (`cryoseg.io.scratch`), so the copy need not fit in memory."""
+    out = scratch_array(np.shape(volume), np.float32)
+    if sigma > 0:
+        ndimage.gaussian_filter(volume, sigma, output=out)
+    else:
+        out[...] = volume
+    return out
 
 
 def verify(smooth: np.ndarray, points: np.ndarray, prompts: np.ndarray | Exemplars, radius: float,
