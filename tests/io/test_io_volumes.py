@@ -11,6 +11,7 @@ import pytest
 import tifffile
 
 from cryoseg.cli.main import main
+from cryoseg.errors import InputError
 from cryoseg.io import arrays
 from cryoseg.io.arrays import chunk_stats
 from cryoseg.io.volume import Volume
@@ -73,6 +74,25 @@ def test_omezarr_layout_and_pyramid(tmp_path):
     level1 = zarr.open_array(str(out / "1"), mode="r")
     assert level1.shape == (32, 35, 40)
     np.testing.assert_allclose(level1[0, 0, 0], data[:2, :2, :2].mean(), rtol=1e-6)
+
+
+def test_omezarr_pyramid_levels_and_chunked_reads(tmp_path, monkeypatch):
+    from cryoseg.io import scratch
+
+    data = np.random.default_rng(1).random((64, 70, 80), dtype=np.float32)
+    out = write_volume(Volume(data, voxel_size=ANISO), tmp_path / "v.ome.zarr")
+    binned = read_volume(out, level=1)
+    assert binned.shape == (32, 35, 40) and binned.voxel_size == (40.0, 20.0, 10.0)
+    np.testing.assert_allclose(binned.data[0, 0, 0], data[:2, :2, :2].mean(), rtol=1e-6)
+    monkeypatch.setattr(scratch, "SCRATCH_BYTES", 0)  # a tomogram too large for memory: read into a mapped file
+    mapped = read_volume(out)
+    assert isinstance(mapped.data, np.memmap)
+    np.testing.assert_array_equal(mapped.data, data)
+    with pytest.raises(InputError, match="no pyramid level 2; the image has levels 0 to 1"):
+        read_volume(out, level=2)
+    write_volume(Volume(data, voxel_size=ANISO), tmp_path / "v.mrc")
+    with pytest.raises(InputError, match="OME-Zarr images only"):
+        read_volume(tmp_path / "v.mrc", level=1)
 
 
 def test_omezarr_labels_downsample_by_picking(tmp_path):

@@ -145,6 +145,9 @@ def _drive(client: Any, job: Any, by_name: dict[str, Tomogram], todo: list[str],
                 manifest.update(name, state="done", error=None, seconds=round(summary.pop("seconds"), 2),
                                 output=name, summary=summary)
                 state = "done"
+            counts = manifest.counts()
+            logger.info("%s %s [%d done, %d failed of %d]", name, state, counts["done"], counts["failed"],
+                        len(manifest.entries))
             if on_event is not None:
                 on_event(name, state, client)
     except BaseException:

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import CorruptFileError, InputError
 from . import arrays
+from .scratch import scratch_array
 from .units import angstrom_per_unit
 from .volume import Volume
 from .zarrs import new_array, new_group, stored_chunks, zarr_major
@@ -25,17 +26,23 @@ OMEZARR_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", 
                   "float16", "float32", "float64")
 
 
-def read_omezarr(path: Path, store: Any = None
+def read_omezarr(path: Path, store: Any = None, level: int = 0
                  ) -> tuple[np.ndarray, tuple[float, float, float], tuple[float, float, float]]:
-    """Read the full-resolution level of an OME-Zarr image (NGFF 0.4 or 0.5), or a plain zarr array.
+    """Read one level of an OME-Zarr image (NGFF 0.4 or 0.5), or a plain zarr array.
 
-    `store`: a zarr store to read instead of the folder `path` (e.g. a copick tomogram's); `path` then only names
-    the image in messages.
+    The level is read chunk row by chunk row into a scratch array (`cryoseg.io.scratch`): a large tomogram lands in
+    a memory-mapped file, never whole in memory.
+
+    Args:
+        path: the image folder.
+        store: a zarr store to read instead of the folder `path` (e.g. a copick tomogram's); `path` then only names
+            the image in messages.
+        level: the pyramid level (0: full resolution; 1: 2x binned, ...).
 
     Returns:
-        data: array (Z, Y, X) in memory (singleton t/c axes dropped),
-        voxel size in Å (z, y, x) from the level-0 `scale` and the axis units; 0 for an axis without a unit,
-        origin in Å (z, y, x) from the level-0 `translation`.
+        data: array (Z, Y, X) (singleton t/c axes dropped),
+        voxel size in Å (z, y, x) from the level's `scale` and the axis units; 0 for an axis without a unit,
+        origin in Å (z, y, x) from the level's `translation`.
     """
     import zarr
 
@@ -43,13 +50,15 @@ def read_omezarr(path: Path, store: Any = None
         node = zarr.open(str(path) if store is None else store, mode="r")
         if isinstance(node, zarr.Array):
             logger.warning("%s: a plain zarr array without OME metadata; voxel size unknown", path)
-            return np.asarray(node[...]), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
+            return _read_by_rows(node, 0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
         attrs = node.attrs.asdict()
         multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
         if not multiscales:
             raise CorruptFileError(f"{path}: a zarr group without OME-Zarr 'multiscales' metadata")
         ms = multiscales[0]
-        level0 = ms["datasets"][0]
+        if not 0 <= level < len(ms["datasets"]):
+            raise InputError(f"{path}: no pyramid level {level}; the image has levels 0 to {len(ms['datasets']) - 1}")
+        level0 = ms["datasets"][level]
         array = node[level0["path"]]
         names, units = _axes(ms.get("axes"), array.ndim)
         scale, translation = _transforms(level0.get("coordinateTransformations", []), array.ndim)
@@ -64,7 +73,7 @@ def read_omezarr(path: Path, store: Any = None
                     f"{path}: OME-Zarr axis '{name}' has {array.shape[i]} entries; cryoseg reads one 3D volume"
                 )
         _warn_missing_chunks(array, path)
-        data = np.asarray(array[...])
+        data = _read_by_rows(array, next((i for i in keep if names[i] == "z"), 0))
     except InputError:
         raise
     except Exception as exc:  # zarr and JSON errors come in many types; all mean the same to the user
@@ -136,6 +145,16 @@ def write_omezarr(volume: Volume, path: Path, dtype: np.dtype) -> None:
         "version": "0.4", "name": path.name, "axes": axes, "datasets": datasets,
         "type": "mean" if mean_pool else "nearest",
     }]
+
+
+def _read_by_rows(array: Any, axis: int) -> np.ndarray:
+    """The whole zarr `array`, read one chunk row along `axis` at a time into a scratch array."""
+    data = scratch_array(tuple(array.shape), array.dtype)
+    step = array.chunks[axis]
+    for start in range(0, array.shape[axis], step):
+        index = (slice(None),) * axis + (slice(start, start + step),)
+        data[index] = array[index]
+    return data
 
 
 def _warn_missing_chunks(array: Any, path: Path) -> None:

@@ -102,6 +102,7 @@ def read_volume(
     nan_policy: str = DEFAULT_NAN_POLICY,
     permissive: bool = False,
     mmap: bool = True,
+    level: int = 0,
 ) -> Volume:
     """Read a 3D volume from MRC (.mrc .rec .map .st), a TIFF stack (.tif .tiff) or OME-Zarr (.zarr .ome.zarr).
 
@@ -111,6 +112,7 @@ def read_volume(
         nan_policy: "raise" refuses NaN/Inf values; "clean" replaces them with the mean of the finite values.
         permissive: passed to mrcfile, to read MRC files with a malformed header.
         mmap: memory-map MRC and uncompressed TIFF data (read-only) instead of loading it.
+        level: OME-Zarr pyramid level (0: full resolution, 1: binned 2x, ...; the voxel size is the level's).
 
     Returns:
         a `Volume` with data of shape (Z, Y, X). A voxel size the file does not give is stored as 0, so
@@ -118,7 +120,7 @@ def read_volume(
     """
     if nan_policy not in NAN_POLICIES:
         raise InputError(f"nan_policy must be 'raise' or 'clean', got {nan_policy!r}")
-    volume = read_volume_geometry(path, voxel_size=voxel_size, permissive=permissive, mmap=mmap)
+    volume = read_volume_geometry(path, voxel_size=voxel_size, permissive=permissive, mmap=mmap, level=level)
     volume.data = _handle_nonfinite(volume.data, volume.source, nan_policy)
     return volume
 
@@ -128,6 +130,7 @@ def read_volume_geometry(
     voxel_size: VoxelSizeLike | None = None,
     permissive: bool = False,
     mmap: bool = True,
+    level: int = 0,
 ) -> Volume:
     """Read a volume as `read_volume` does but without looking at its values (no NaN/Inf check), for callers
     that need only its shape, voxel size and origin, e.g. to convert coordinates. Arguments as `read_volume`.
@@ -139,8 +142,10 @@ def read_volume_geometry(
     fmt = volume_format(path)
     require_input_path(path, "OME-Zarr volume" if fmt == "omezarr" else f"{fmt.upper()} file", fmt == "omezarr")
     override = _voxel_size_override(voxel_size)
+    if level and fmt != "omezarr":
+        raise InputError(f"{path}: pyramid levels are read from OME-Zarr images only; this is {fmt.upper()}")
     if fmt == "omezarr":
-        data, vs, origin = omezarr.read_omezarr(path)
+        data, vs, origin = omezarr.read_omezarr(path, level=level)
     elif fmt == "mrc":
         data, vs, origin = mrc.read_mrc(path, permissive=permissive, mmap=mmap)
     else:
