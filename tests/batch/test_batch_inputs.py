@@ -87,3 +87,25 @@ def test_cli_batch_pick_runs_and_reruns(dataset, tmp_path, capsys, cli_refuses):
     cli_refuses(["batch", "pick", str(dataset.tomograms[1]), "--query", str(dataset.query), "-o", str(busy)],
                 "holds no batch", busy)
     assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+def test_the_segment_job_reads_each_tomograms_prompt_file(dataset, tmp_path):
+    from cryoseg.batch import SegmentJob
+    from cryoseg.io.coords import write_particles
+    from cryoseg.io.particles import Particles
+
+    prompts = tmp_path / "prompts"
+    for path, sim in zip(dataset.tomograms[:2], dataset.sims[:2]):
+        write_particles(Particles(sim.particles.coords[:2]), prompts / f"{path.parent.name}.csv", fmt="csv",
+                        voxel_size=sim.tomogram.voxel_size, shape=sim.tomogram.shape)
+    job = SegmentJob(str(prompts / "{name}.csv"))
+    job.check()
+    tomograms = [Tomogram(p.parent.name, p) for p in dataset.tomograms[:3]]
+    first = job.run(tomograms[0], tmp_path / "out" / "a")
+    second = job.run(tomograms[1], tmp_path / "out" / "b")
+    assert first["instances"] == second["instances"] == 2 and first["models_loaded"] != second["models_loaded"]
+    assert (tmp_path / "out" / "b" / "instances.mrc").is_file()
+    with pytest.raises(FileNotFoundError, match="no prompt file for tomogram TS_03"):
+        job.run(tomograms[2], tmp_path / "out" / "c")
+    with pytest.raises(InputError, match="must contain {name}"):
+        SegmentJob("prompts.csv").check()
