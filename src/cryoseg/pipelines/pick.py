@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..geometry import equivalent_radius
 from ..io.particles import Particles
 from ..io.report import StageTimer, as_json
-from ..io.scratch import scratch_array
+from ..io.scratch import release_free_memory, scratch_array
 from ..io.volume import Volume
 from ..matching import MatchResult, build_volume_features, match
 from ..matching.query import Query
@@ -222,6 +222,7 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
         verification, similarity_of = _verify(volume.data, smooth, matches, query, kept, radius, negatives,
                                               engine.labels, config)
     del smooth
+    release_free_memory()
 
     logger.info("stage 5/5: segmenting %d verified proposal(s) in 3D", int(verification.passed.sum()))
     candidate_of: dict[int, int] = {}  # instance label -> index of the verified candidate it grew from
@@ -241,6 +242,7 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
             if not free.any():
                 continue
             infos = engine.segment(points[free], negatives, others_as_negatives=False)
+            release_free_memory()  # the embeddings this batch dropped
             for info, index in zip(infos, chosen[free]):
                 records.append(info)
                 if info.status != "ok":
