@@ -34,8 +34,11 @@ PARTICLES_PER_VOXEL = 400 / (200 * 512 * 512)  # the density of bench_picking's 
 
 def child(folder: Path, prompt: list[float], out: Path) -> None:
     """One pick, profiled (runs in its own process)."""
+    import logging
+
     from cryoseg import api
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")  # stages, in the log
     volume = read_volume(folder / "tomogram.mrc")
     result, info = profiled(lambda: api.pick(volume, [prompt]))
     found = ~np.asarray(result.is_prompt, bool)

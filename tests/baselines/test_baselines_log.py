@@ -47,7 +47,7 @@ def test_log_finds_blobs_of_the_right_size_and_polarity(sign):
 
 
 def test_slabs_give_the_picks_of_the_whole_volume():
-    """A tomogram larger than memory is filtered slab by slab; thin slabs (5 planes plus margins) change nothing."""
+    """A tomogram larger than memory is filtered slab by slab; thin slabs (8 planes plus margins) change nothing."""
     volume = _volume(-1.0)
     whole = log_blobs(volume, 5.0, LoGConfig(threshold=-np.inf))
     slabs = log_blobs(volume, 5.0, LoGConfig(threshold=-np.inf), slab_voxels=5 * 56 * 56)

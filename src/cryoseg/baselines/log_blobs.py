@@ -81,7 +81,7 @@ def log_blobs(volume: np.ndarray, radius: float, config: LoGConfig | None = None
         volume: (Z, Y, X) tomogram (an array or a memory-mapped file).
         radius: particle radius in voxels.
         config: settings (default `LoGConfig()`).
-        slab_voxels: voxels per slab, margins excluded.
+        slab_voxels: voxels per slab, margins included (at least 8 planes besides the margins).
 
     Returns:
         `Particles` with coords (K, 3) z, y, x voxels and scores (robust z-score of the response), best first.
@@ -100,7 +100,7 @@ def log_blobs(volume: np.ndarray, radius: float, config: LoGConfig | None = None
     sigma = max(config.scales) * radius / np.sqrt(3.0)
     margin = int(4.0 * sigma + 0.5) + peak_size(nms_radius) // 2 + 1  # scipy truncates Gaussians at 4 sigma
     depth, plane = volume.shape[0], int(np.prod(volume.shape[1:]))
-    thickness = max(1, slab_voxels // max(plane, 1))
+    thickness = max(8, slab_voxels // max(plane, 1) - 2 * margin)  # a slab with its margins: about slab_voxels
     samples, points, values = [], [], []
     for z0 in range(0, depth, thickness):
         z1 = min(depth, z0 + thickness)

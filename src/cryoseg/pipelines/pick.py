@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..geometry import equivalent_radius
 from ..io.particles import Particles
 from ..io.report import StageTimer, as_json
-from ..io.scratch import release_free_memory, scratch_array
+from ..io.scratch import map_large_allocations, release_free_memory, scratch_array
 from ..io.volume import Volume
 from ..matching import MatchResult, build_volume_features, match
 from ..matching.query import Query
@@ -179,6 +179,7 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
         query.check_models(models["segmenter"], models["features"])
         query.check_config(config)
         query.check_voxel_size(volume.voxel_size, str(volume.source or "the tomogram"))
+    map_large_allocations()  # freed arrays go back to the system, not into glibc's heap
     timer = StageTimer()
     engine = CrossPlaneSegmenter(volume, segmenter, config.segment, embedder=embedder, cache_dir=cache_dir)
 
