@@ -60,7 +60,8 @@ class _Front:
 def _crop(mask: np.ndarray) -> tuple[int, int, np.ndarray]:
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
-    return int(rows[0]), int(cols[0]), mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    # a copy: a view would keep the whole decoded batch of full-slice masks alive for as long as the trace
+    return int(rows[0]), int(cols[0]), mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].copy()
 
 
 def _iou(mask: np.ndarray, area: int, prev: PlaneMask) -> float:
