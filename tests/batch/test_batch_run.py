@@ -91,3 +91,14 @@ def test_an_interrupted_batch_reruns_only_what_is_not_done(dataset, tmp_path):
     assert "broken.mrc" in entries["broken"].error and "\n" not in entries["broken"].error
     assert sum(e.state == "done" for e in entries.values()) == 3
     assert not (out / "broken" / "report.json").exists()
+
+
+def test_a_running_scheduler_is_used_by_address(dataset, tmp_path):
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        tomograms = find_tomograms([str(dataset.tomograms[2])])
+        result = run_batch(PickJob(str(dataset.query)), tomograms, tmp_path / "out",
+                           ClusterConfig(scheduler=cluster.scheduler_address))
+        assert result.manifest.counts()["done"] == 1
+        assert len(cluster.scheduler_info["workers"]) == 1  # the cluster outlives the batch: not ours to close
