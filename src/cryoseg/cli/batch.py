@@ -15,7 +15,7 @@ import typer
 
 from ..errors import InputError
 from .common import DEVICE_HELP, NAN_POLICY_HELP, check_writable, only_set, say
-from .parse import parse_numbers, parse_voxel_size
+from .parse import parse_voxel_size
 
 batch_app = typer.Typer(help="Run one job over many tomograms (local cores, a dask scheduler, or SLURM).",
                         no_args_is_help=True)
@@ -193,15 +193,9 @@ def pick(
     """Apply a saved pick query to every tomogram: the same kind, found in each."""
     from ..batch import PickJob
     from ..pipelines.pick_query import PickQuery
+    from .segment import pick_changes
 
-    changes: dict[str, Any] = {}
-    matching = only_set({"tau_sim": tau_sim, "top_k": top_k})
-    if matching:
-        changes["matching"] = matching
-    if size_ratio is not None:
-        changes["size_ratio"] = parse_numbers(size_ratio, "--size-ratio", (2,), meaning="low,high")
-    if cut is not None:
-        changes["verify"] = {"cut": cut}
+    changes = pick_changes(tau_sim=tau_sim, top_k=top_k, size_ratio=size_ratio, cut=cut)
     saved = PickQuery.load(query) if not print_job_script else None
     if copick is not None and saved is not None:
         voxel_spacing = voxel_spacing or saved.voxel_size[0]

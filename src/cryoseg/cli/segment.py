@@ -82,6 +82,25 @@ def _segment_config(tau_iou: float | None, max_slices: int | None) -> Any:
     return SelfPromptConfig(**only_set({"tau_iou": tau_iou, "max_slices": max_slices}))
 
 
+def pick_changes(tau_iou: float | None = None, max_slices: int | None = None, tau_sim: float | None = None,
+                 top_k: int | None = None, mode: str | None = None, size_ratio: str | None = None,
+                 cut: float | None = None) -> dict[str, Any]:
+    """The pick settings the user set on the command line, as `with_settings` changes (`cryoseg pick` and
+    `cryoseg batch pick`)."""
+    changes: dict[str, Any] = {}
+    segment = only_set({"tau_iou": tau_iou, "max_slices": max_slices})
+    matching = only_set({"tau_sim": tau_sim, "top_k": top_k, "mode": mode})
+    if segment:
+        changes["segment"] = segment
+    if matching:
+        changes["matching"] = matching
+    if size_ratio is not None:
+        changes["size_ratio"] = parse_numbers(size_ratio, "--size-ratio", (2,), meaning="low,high")
+    if cut is not None:
+        changes["verify"] = {"cut": cut}
+    return changes
+
+
 def _load_volume(tomo: Path, voxel_size: str | None, nan_policy: str | None) -> Any:
     from .. import api
 
@@ -176,16 +195,8 @@ def pick(
 
     _check_output(output, volume_format, overwrite, tomo, prompts, negatives, query)
     saved = PickQuery.load(query) if query is not None else None
-    changes: dict[str, Any] = {}
-    if tau_iou is not None or max_slices is not None:
-        changes["segment"] = only_set({"tau_iou": tau_iou, "max_slices": max_slices})
-    matching = only_set({"tau_sim": tau_sim, "top_k": top_k, "mode": mode})
-    if matching:
-        changes["matching"] = matching
-    if size_ratio is not None:
-        changes["size_ratio"] = parse_numbers(size_ratio, "--size-ratio", (2,), meaning="low,high")
-    if cut is not None:
-        changes["verify"] = {"cut": cut}
+    changes = pick_changes(tau_iou=tau_iou, max_slices=max_slices, tau_sim=tau_sim, top_k=top_k, mode=mode,
+                           size_ratio=size_ratio, cut=cut)
     config = with_settings(saved.config if saved is not None else PickConfig(), **changes)
     if saved is None:
         volume, points, negs = _load_inputs(tomo, voxel_size, nan_policy, prompt, prompts, negative, negatives)
