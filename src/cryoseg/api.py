@@ -52,7 +52,7 @@ def load_tomogram(volume: VolumeLike, voxel_size: float | tuple[float, float, fl
     return Volume(arr, 1.0 if voxel_size is None else voxel_size)
 
 
-def _inputs(volume: VolumeLike, voxel_size: float | tuple[float, float, float] | None, prompts: Any,
+def prepared_inputs(volume: VolumeLike, voxel_size: float | tuple[float, float, float] | None, prompts: Any,
             negative: Any, need_prompts: bool = True) -> tuple[Volume, np.ndarray, np.ndarray]:
     """The tomogram (with a usable voxel size), its prompts (at least one unless `need_prompts` is False, each
     voxel once) and negative points, all checked before any model is loaded."""
@@ -126,7 +126,7 @@ def segment(volume: VolumeLike, prompts: Any, negative: Any = None,
     """
     from .pipelines.segment import segment_instances
 
-    vol, points, negatives = _inputs(volume, voxel_size, prompts, negative)
+    vol, points, negatives = prepared_inputs(volume, voxel_size, prompts, negative)
     model = _segmenter(segmenter, weights, device, dtype)
     logger.info("segmenting %d prompt(s) in 3D with '%s'", len(points), getattr(model, "name", type(model).__name__))
     result = segment_instances(vol, model, points, negatives, config, cache_dir=cache_dir)
@@ -179,10 +179,10 @@ def pick(volume: VolumeLike, prompts: Any = None, negative: Any = None,
     from .pipelines.pick_query import PickQuery
 
     if query is None:
-        vol, points, negatives = _inputs(volume, voxel_size, prompts, negative)
+        vol, points, negatives = prepared_inputs(volume, voxel_size, prompts, negative)
     else:
         query = query if isinstance(query, PickQuery) else PickQuery.load(query)
-        vol, points, negatives = _inputs(volume, voxel_size, prompts, negative, need_prompts=False)
+        vol, points, negatives = prepared_inputs(volume, voxel_size, prompts, negative, need_prompts=False)
         if len(points):
             raise InputError("give prompts or a saved query, not both (the query already holds its prompts)")
         query.check_voxel_size(vol.voxel_size, str(vol.source or "the tomogram"))

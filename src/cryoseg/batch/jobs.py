@@ -7,34 +7,14 @@ Models are loaded once per worker process (`loaded_once`) and reused for every t
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ..errors import InputError
 from ..io.copick_project import CopickTarget
+from ..models.loaded import loaded_once, model_folder_key
 from .tomograms import Tomogram
-
-T = TypeVar("T")
-_LOADED: dict[tuple, Any] = {}
-_LOCK = threading.Lock()
-
-
-def loaded_once(key: tuple, load: Callable[[], T]) -> tuple[T, bool]:
-    """`load()` for `key`, run once per process; returns the value and whether this call loaded it."""
-    with _LOCK:
-        if key in _LOADED:
-            return _LOADED[key], False
-        _LOADED[key] = value = load()
-        return value, True
-
-
-def _model_key(path: str) -> tuple[str, int]:
-    """A model folder's identity: its path and its modification time (a retrained model is loaded again)."""
-    resolved = Path(path).resolve()
-    return str(resolved), resolved.stat().st_mtime_ns if resolved.exists() else 0
 
 
 @dataclass(frozen=True)
@@ -204,7 +184,7 @@ class ScsamJob:
     def run(self, tomogram: Tomogram, outdir: Path) -> dict[str, Any]:
         from ..pipelines.scsam import load_model, predict
 
-        model, loaded = loaded_once(("scsam", *_model_key(self.model), self.device, self.cache_dir),
+        model, loaded = loaded_once(("scsam", *model_folder_key(self.model), self.device, self.cache_dir),
                                     lambda: load_model(self.model, device=self.device, cache_dir=self.cache_dir))
         volume = self.volume.read(tomogram)
         result = predict(self.model, volume, views=self.views, device=self.device, cache_dir=self.cache_dir,
@@ -235,7 +215,7 @@ class UnsupJob:
     def run(self, tomogram: Tomogram, outdir: Path) -> dict[str, Any]:
         from ..pipelines.unsup import load_student, segment
 
-        model, loaded = loaded_once(("unsup", *_model_key(self.model), self.device),
+        model, loaded = loaded_once(("unsup", *model_folder_key(self.model), self.device),
                                     lambda: load_student(self.model, self.device))
         volume = self.volume.read(tomogram)
         result = segment(self.model, volume, device=self.device, loaded=model)

@@ -28,7 +28,7 @@ from ..io.volume import Volume
 from ..matching import MatchResult, build_volume_features, match
 from ..matching.query import Query
 from ..models.base import FeatureExtractor, PromptableSegmenter
-from ..progress import track
+from ..progress import step, track
 from ..segment3d import CrossPlaneSegmenter, InstanceInfo, as_points
 from ..segment3d.engine import EmbedderFactory
 from ..verify import (
@@ -112,6 +112,13 @@ class RankedInstances:
     columns: dict[str, np.ndarray]
 
 
+def _stage(message: str, *args: Any) -> None:
+    """Log the start of a stage and tell a progress listener (a viewer's progress bar, which may cancel there)."""
+    text = message % args
+    logger.info(text)
+    step(text)
+
+
 def _signature(model: Any) -> dict[str, Any]:
     """What identifies a backend (name, weights, preprocessing), as JSON; a duck-typed one without `signature()`
     is known by its name."""
@@ -186,24 +193,24 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
     prompted: list[InstanceInfo] = []
     leaks: list[Leak] = []
     if query is None:
-        logger.info("stage 1/5: segmenting %d prompt(s) in 3D", len(prompts))
+        _stage("stage 1/5: segmenting %d prompt(s) in 3D", len(prompts))
         with timer("segment_prompts"):
             prompted = engine.segment(prompts, negatives)
             _check_prompted(prompted)
             leaks = _repair_leaks(engine, prompted)
         reference = float(np.mean([i.voxels for i in prompted if i.status == "ok"]))
     else:
-        logger.info("stage 1/5: no prompts to segment; using the saved %s", query.describe())
+        _stage("stage 1/5: no prompts to segment; using the saved %s", query.describe())
         reference = query.reference_voxels
     kept = [i for i in prompted if i.status == "ok"]
     radius = equivalent_radius(reference)
 
-    logger.info("stage 2/5: per-slice features of views %s", ",".join(config.feature_views))
+    _stage("stage 2/5: per-slice features of views %s", ",".join(config.feature_views))
     with timer("features"):
         features = build_volume_features(volume.data, extractor, cache_dir=cache_dir, views=config.feature_views,
                                          slice_step=config.slice_step)
 
-    logger.info("stage 3/5: %s feature matching", config.matching.mode)
+    _stage("stage 3/5: %s feature matching", config.matching.mode)
     with timer("matching"):
         smooth = lowpass(volume.data, config.verify.lowpass)
         if query is None:
@@ -218,14 +225,14 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
                        "into a neighbouring structure (check preview.png; negative points or another prompt help)",
                        len(matches.points))
 
-    logger.info("stage 4/5: verifying proposals against the prompted particles")
+    _stage("stage 4/5: verifying proposals against the prompted particles")
     with timer("verify"):
         verification, similarity_of = _verify(volume.data, smooth, matches, query, kept, radius, negatives,
                                               engine.labels, config)
     del smooth
     release_free_memory()
 
-    logger.info("stage 5/5: segmenting %d verified proposal(s) in 3D", int(verification.passed.sum()))
+    _stage("stage 5/5: segmenting %d verified proposal(s) in 3D", int(verification.passed.sum()))
     candidate_of: dict[int, int] = {}  # instance label -> index of the verified candidate it grew from
     records = list(prompted)
     skipped = 0

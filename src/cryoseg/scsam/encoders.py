@@ -96,12 +96,14 @@ class FrozenEncoders:
         import torch
 
         from ..embed import SliceEmbedder, extract_view_features
+        from ..progress import track
 
         vol = as_volume_array(volume)
         sam = mae = None
         if use_sam:
             embedder = SliceEmbedder(self.segmenter, vol, cache_dir=self.cache_dir)
-            sam = torch.cat([embedder.get("z", i).data["image_embeddings"].float().cpu() for i in range(len(vol))])
+            sam = torch.cat([embedder.get("z", i).data["image_embeddings"].float().cpu()
+                             for i in track(range(len(vol)), "SAM embeddings")])
         if use_mae:
             stack = extract_view_features(vol, self.extractor, views=("z",), cache_dir=self.cache_dir)["z"]
             mae = torch.from_numpy(np.ascontiguousarray(stack.features, dtype=np.float32))

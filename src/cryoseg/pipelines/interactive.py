@@ -1,0 +1,117 @@
+"""`InteractiveSession`: one tomogram open for clicking, as in a viewer.
+
+Every click reruns a segmentation or a pick on the same tomogram with a few more points. The session keeps what
+does not change between clicks: the models (loaded once per name and weights), each segmenter's slice embeddings
+(in memory, and in the on-disk cache folder when one is given, so a later session starts warm too) and, through
+that cache folder, the per-slice features of the pick. After the first run, a new click costs only the prompt
+decoding and propagation of its own instance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io.volume import Volume
+from ..models.base import FeatureExtractor, PromptableSegmenter
+from ..models.registry import DEFAULT_FEATURES, DEFAULT_SEGMENTER
+from ..segment3d import SelfPromptConfig
+from .config import PickConfig
+from .pick import PickResult
+from .segment import SegmentResult
+
+
+class InteractiveSession:
+    """Prompted segmentation and picking of one tomogram, reusing models and embeddings across calls.
+
+    Args:
+        volume: the tomogram (Z, Y, X) with its voxel size.
+        cache_dir: folder of the on-disk embedding and feature caches (None: embeddings in memory only, features
+            computed again for each pick).
+        device: "cpu", "cuda", "mps" (None: automatic).
+
+    Not thread-safe: run one call at a time (a viewer runs them one after another in a worker thread).
+    """
+
+    def __init__(self, volume: Volume, cache_dir: str | Path | None = None, device: str | None = None) -> None:
+        volume.require_voxel_size()
+        self.volume = volume
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.device = device
+        self._models: dict[tuple, Any] = {}
+        self._embedders: dict[tuple, Any] = {}
+
+    def segmenter(self, name: str = DEFAULT_SEGMENTER, weights: str | Path | None = None) -> PromptableSegmenter:
+        """The 2D promptable segmenter `name`, loaded on first use."""
+        from ..models.loaders import load_segmenter
+
+        key = ("segmenter", name, None if weights is None else str(weights))
+        if key not in self._models:
+            self._models[key] = load_segmenter(name, weights=weights, device=self.device)
+        return self._models[key]
+
+    def extractor(self, name: str = DEFAULT_FEATURES, weights: str | Path | None = None) -> FeatureExtractor:
+        """The feature extractor `name`, loaded on first use."""
+        from ..models.loaders import load_feature_extractor
+
+        key = ("features", name, None if weights is None else str(weights))
+        if key not in self._models:
+            self._models[key] = load_feature_extractor(name, weights=weights, device=self.device)
+        return self._models[key]
+
+    def _embedder(self, segmenter: PromptableSegmenter, memory_gb: float | None):
+        """An `EmbedderFactory` handing every run the same `SliceEmbedder` of `segmenter`."""
+        from ..embed import SliceEmbedder
+
+        def factory(counting: PromptableSegmenter, data: np.ndarray) -> SliceEmbedder:
+            key = (id(segmenter), memory_gb)
+            if key not in self._embedders:
+                self._embedders[key] = SliceEmbedder(counting, data, cache_dir=self.cache_dir,
+                                                     max_bytes=None if memory_gb is None else int(memory_gb * 1e9))
+            embedder = self._embedders[key]
+            embedder.segmenter = counting  # each run counts the model calls it causes itself
+            return embedder
+
+        return factory
+
+    def segment(self, prompts: Any, negatives: Any = None, segmenter: str = DEFAULT_SEGMENTER,
+                weights: str | Path | None = None, config: SelfPromptConfig | None = None) -> SegmentResult:
+        """One 3D instance per prompt, as `cryoseg.segment`.
+
+        Args:
+            prompts: (N, 3) z, y, x voxels, one instance each.
+            negatives: (M, 3) z, y, x voxels that belong to no instance.
+            segmenter, weights: the 2D segmenter (registry name) and its weights.
+            config: settings (default `SelfPromptConfig()`).
+        """
+        from .. import api
+        from .segment import segment_instances
+
+        config = config or SelfPromptConfig()
+        _, points, negs = api.prepared_inputs(self.volume, None, prompts, negatives)
+        model = self.segmenter(segmenter, weights)
+        return segment_instances(self.volume, model, points, negs, config,
+                                 embedder=self._embedder(model, config.embedding_memory_gb))
+
+    def pick(self, prompts: Any, negatives: Any = None, segmenter: str = DEFAULT_SEGMENTER,
+             features: str = DEFAULT_FEATURES, weights: str | Path | None = None,
+             feature_weights: str | Path | None = None, config: PickConfig | None = None) -> PickResult:
+        """Every instance of the prompted kind, as `cryoseg.pick`; negatives also serve as negative exemplars.
+
+        Args:
+            prompts: (N, 3) z, y, x voxels on instances of the kind.
+            negatives: (M, 3) z, y, x voxels on background or on particles of other kinds (a deleted false pick).
+            segmenter, features: registry names; weights, feature_weights: their weights.
+            config: settings (default `PickConfig()`).
+        """
+        from .. import api
+        from .pick import pick_instances
+
+        config = config or PickConfig()
+        _, points, negs = api.prepared_inputs(self.volume, None, prompts, negatives)
+        seg_model = self.segmenter(segmenter, weights)
+        return pick_instances(self.volume, seg_model, self.extractor(features, feature_weights), points, negs,
+                              config, cache_dir=self.cache_dir,
+                              embedder=self._embedder(seg_model, config.segment.embedding_memory_gb))
