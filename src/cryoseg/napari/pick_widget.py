@@ -67,6 +67,14 @@ def _attributes(layer: Any) -> dict[str, Any]:
             "metadata": layer.metadata}
 
 
+def _particle_diameter(result: Any) -> float:
+    """Diameter in voxels of the sphere as large as a run's median instance (8 without instances)."""
+    from ..geometry import equivalent_radius
+
+    sizes = [r.voxels for r in result.kept]
+    return 2 * equivalent_radius(float(np.median(sizes))) if sizes else 8.0
+
+
 class PickWidget(Container):
     """Prompted segmentation and picking on the tomogram chosen in `tomogram` (see the module's docstring)."""
 
@@ -304,14 +312,15 @@ class PickWidget(Container):
         try:
             self._set_layer(INSTANCES, np.asarray(result.instances.data), "labels")
             particles = result.particles
-            _, kwargs, _ = points_layer(particles, result.instances.voxel_size, name=PICKS)
+            _, kwargs, _ = points_layer(particles, result.instances.voxel_size, name=PICKS,
+                                        size=_particle_diameter(result))
             layer = self._layer(PICKS)
             if layer is None:
                 layer = self.viewer.add_points(particles.coords, **kwargs)
                 layer.events.data.connect(self._picks_edited)
             else:
                 layer.data = particles.coords
-                layer.features = kwargs.get("features", {})
+                layer.features, layer.size = kwargs.get("features", {}), kwargs["size"]
                 if len(particles):
                     layer.face_colormap, layer.face_color = "viridis", "score"
             self._shown_picks = particles.coords.copy()

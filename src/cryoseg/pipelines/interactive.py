@@ -2,9 +2,9 @@
 
 Every click reruns a segmentation or a pick on the same tomogram with a few more points. The session keeps what
 does not change between clicks: the models (loaded once per name and weights), each segmenter's slice embeddings
-(in memory, and in the on-disk cache folder when one is given, so a later session starts warm too) and, through
-that cache folder, the per-slice features of the pick. After the first run, a new click costs only the prompt
-decoding and propagation of its own instance.
+(in memory, and in the on-disk cache folder when one is given, so a later session starts warm too), the instances
+already grown (a new positive click segments only its own instance) and, through the cache folder, the per-slice
+features of the pick.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import numpy as np
 from ..io.volume import Volume
 from ..models.base import FeatureExtractor, PromptableSegmenter
 from ..models.registry import DEFAULT_FEATURES, DEFAULT_SEGMENTER
-from ..segment3d import SelfPromptConfig
+from ..segment3d import CrossPlaneSegmenter, SelfPromptConfig
 from .config import PickConfig
 from .pick import PickResult
-from .segment import SegmentResult
+from .segment import SegmentResult, engine_result
 
 
 class InteractiveSession:
@@ -42,6 +42,8 @@ class InteractiveSession:
         self.device = device
         self._models: dict[tuple, Any] = {}
         self._embedders: dict[tuple, Any] = {}
+        # the instances grown so far: (model, settings, negatives) they were grown with, their engine, their prompts
+        self._grown: tuple[tuple, CrossPlaneSegmenter, np.ndarray] | None = None
 
     def segmenter(self, name: str = DEFAULT_SEGMENTER, weights: str | Path | None = None) -> PromptableSegmenter:
         """The 2D promptable segmenter `name`, loaded on first use."""
@@ -78,22 +80,39 @@ class InteractiveSession:
 
     def segment(self, prompts: Any, negatives: Any = None, segmenter: str = DEFAULT_SEGMENTER,
                 weights: str | Path | None = None, config: SelfPromptConfig | None = None) -> SegmentResult:
-        """One 3D instance per prompt, as `cryoseg.segment`.
+        """One 3D instance per prompt, as `cryoseg.segment`, growing only what is new.
+
+        When the previous call had the same segmenter, settings and negatives and its prompts are the first of
+        these, its instances are kept and only the new prompts are segmented (after them, so an earlier instance
+        keeps its voxels; they are not negatives of each other, as prompts of one call are). Anything else starts
+        over.
 
         Args:
             prompts: (N, 3) z, y, x voxels, one instance each.
             negatives: (M, 3) z, y, x voxels that belong to no instance.
             segmenter, weights: the 2D segmenter (registry name) and its weights.
             config: settings (default `SelfPromptConfig()`).
+
+        Returns:
+            `SegmentResult` of every prompt's instance (labels copied); its counts of model calls are this call's.
         """
         from .. import api
-        from .segment import segment_instances
 
         config = config or SelfPromptConfig()
         _, points, negs = api.prepared_inputs(self.volume, None, prompts, negatives)
         model = self.segmenter(segmenter, weights)
-        return segment_instances(self.volume, model, points, negs, config,
-                                 embedder=self._embedder(model, config.embedding_memory_gb))
+        key = (id(model), config, negs.tobytes())
+        if self._grown is not None and self._grown[0] == key and np.array_equal(points[:len(self._grown[2])],
+                                                                                 self._grown[2]):
+            engine, done = self._grown[1], len(self._grown[2])
+        else:
+            engine = CrossPlaneSegmenter(self.volume, model, config,
+                                         embedder=self._embedder(model, config.embedding_memory_gb))
+            done = 0
+        before = (engine.segmenter.n_embed, engine.segmenter.n_predict)
+        engine.segment(points[done:], negs)
+        self._grown = (key, engine, points)
+        return engine_result(engine, before, copy=True)
 
     def pick(self, prompts: Any, negatives: Any = None, segmenter: str = DEFAULT_SEGMENTER,
              features: str = DEFAULT_FEATURES, weights: str | Path | None = None,

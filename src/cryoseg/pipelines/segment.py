@@ -47,7 +47,21 @@ def segment_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmente
         `SegmentResult`; instances that found nothing have status "empty" (no error here).
     """
     engine = CrossPlaneSegmenter(volume, segmenter, config, embedder=embedder, cache_dir=cache_dir)
-    records = engine.segment(points, negatives)
+    engine.segment(points, negatives)
+    return engine_result(engine)
+
+
+def engine_result(engine: CrossPlaneSegmenter, calls_before: tuple[int, int] = (0, 0),
+                  copy: bool = False) -> SegmentResult:
+    """The `SegmentResult` of every instance `engine` holds.
+
+    Args:
+        engine: the segmenter after its calls.
+        calls_before: the engine's (embed, decode) call counts to subtract, so the counts are those of the latest
+            calls only.
+        copy: copy the labels (an engine that goes on segmenting changes its own in place).
+    """
+    records = list(engine.instances)
     kept = [r for r in records if r.status == "ok"]
     iou = np.array([r.iou_score for r in kept], dtype=np.float64)
     particles = Particles(np.array([r.centroid for r in kept]).reshape(-1, 3),
@@ -57,7 +71,9 @@ def segment_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmente
     counts = {"prompts": len(records), "instances": len(kept),
               "empty": sum(r.status == "empty" for r in records),
               "duplicate": sum(r.status == "duplicate" for r in records),
-              "n_embed": engine.segmenter.n_embed, "n_predict": engine.segmenter.n_predict}
+              "n_embed": engine.segmenter.n_embed - calls_before[0],
+              "n_predict": engine.segmenter.n_predict - calls_before[1]}
     vol = engine.volume
-    return SegmentResult(Volume(engine.labels, vol.voxel_size, vol.origin), records, particles, iou, counts,
+    labels = np.array(engine.labels) if copy else engine.labels
+    return SegmentResult(Volume(labels, vol.voxel_size, vol.origin), records, particles, iou, counts,
                          dict(engine.timer.seconds), engine.config, {"segmenter": engine.segmenter.name}, volume=vol)
