@@ -86,7 +86,7 @@ def test_points_layer_features_and_hidden_points_are_not_written(tmp_path):
     particles = _particles()
     coords, kwargs, _ = points_layer(particles, VOXEL, ORIGIN)
     assert list(kwargs["features"]["class"]) == ["ribosome", "ribosome", "proteasome"]
-    assert kwargs["face_color"] == "score"
+    assert kwargs["border_color"] == "score" and kwargs["face_color"] == "transparent"
     kwargs["shown"] = particles.scores >= 0.5  # as the score slider leaves it
     kept = particles_from_layer(coords, kwargs)
     assert len(kept) == 2 and np.array_equal(kept.coords, particles.coords[[0, 2]])

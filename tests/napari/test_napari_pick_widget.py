@@ -69,6 +69,8 @@ def test_pick_all_of_this_kind_then_delete_a_pick_to_search_again(widget, small_
     found = match_picks(Particles(np.asarray(picks.data), scores=scores), Particles(small_sim.particles.coords),
                         tolerance=4.0)
     assert found.f1 >= 0.85, found
+    if len(np.unique(scores)) > 1:  # rings coloured by score
+        assert len(np.unique(np.round(picks.border_color, 6), axis=0)) > 1
 
     # the score slider hides picks below it
     widget.min_score.value = float(np.median(scores))

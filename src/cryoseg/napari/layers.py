@@ -122,7 +122,7 @@ def volume_layer(volume: Volume, name: str, layer_type: str | None = None, unit:
 def points_layer(particles: Particles, voxel_size: tuple[float, float, float], origin=(0.0, 0.0, 0.0),
                  name: str = "particles", size: float = 8.0, unit: str | None = None) -> LayerData:
     """Picks as a "points" layer: coordinates in voxels (z, y, x), score, class, instance id and orientation as
-    features; coloured by score when there are scores. `size` is the point diameter in voxels."""
+    features; rings coloured by score when there are scores. `size` is the point diameter in voxels."""
     features: dict[str, np.ndarray] = {}
     if particles.scores is not None:
         features["score"] = particles.scores
@@ -135,12 +135,11 @@ def points_layer(particles: Particles, voxel_size: tuple[float, float, float], o
     if particles.orientations is not None:
         for k, angle in enumerate(("rot", "tilt", "psi")):
             features[angle] = particles.orientations[:, k]
-    kwargs = {"name": name, "size": size, "border_color": "white",
-              **geometry_kwargs(voxel_size, origin, unit)}
+    kwargs = {"name": name, "size": size, "border_color": "white", **geometry_kwargs(voxel_size, origin, unit)}
     if features:
         kwargs["features"] = features
-    if particles.scores is not None and len(particles):
-        kwargs.update(face_color="score", face_colormap="viridis")
+    if particles.scores is not None and len(particles):  # rings, so the masks under them stay visible
+        kwargs.update(face_color="transparent", border_color="score", border_colormap="viridis", border_width=0.15)
     return particles.coords, kwargs, "points"
 
 

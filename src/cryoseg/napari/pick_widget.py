@@ -322,7 +322,7 @@ class PickWidget(Container):
                 layer.data = particles.coords
                 layer.features, layer.size = kwargs.get("features", {}), kwargs["size"]
                 if len(particles):
-                    layer.face_colormap, layer.face_color = "viridis", "score"
+                    layer.border_colormap, layer.border_color = "viridis", "score"
             self._shown_picks = particles.coords.copy()
             if particles.scores is not None and len(particles):
                 lo = float(np.floor(particles.scores.min() * 100) / 100)
