@@ -53,7 +53,7 @@ def load_tomogram(volume: VolumeLike, voxel_size: float | tuple[float, float, fl
 
 
 def prepared_inputs(volume: VolumeLike, voxel_size: float | tuple[float, float, float] | None, prompts: Any,
-            negative: Any, need_prompts: bool = True) -> tuple[Volume, np.ndarray, np.ndarray]:
+                    negative: Any, need_prompts: bool = True) -> tuple[Volume, np.ndarray, np.ndarray]:
     """The tomogram (with a usable voxel size), its prompts (at least one unless `need_prompts` is False, each
     voxel once) and negative points, all checked before any model is loaded."""
     from .segment3d.prompts import load_prompts, reconcile_prompts
