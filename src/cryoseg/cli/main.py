@@ -16,7 +16,7 @@ from ..errors import CryosegError
 from ..progress import set_progress_enabled
 
 COMMAND_MODULES = ("info", "simulate", "evaluate", "convert", "preview", "models", "segment", "demo", "scsam",
-                   "unsup", "batch")
+                   "unsup", "batch", "train")
 
 app = typer.Typer(
     name="cryoseg",

@@ -91,6 +91,9 @@ def _specs() -> list[ModelSpec]:
     specs.append(ModelSpec("filterbank", "filterbank", FEATURES, None, None, None, 0, 4, 28, "MIT", builtin=True,
                            impl="cryoseg.models.filterbank:FilterBankExtractor",
                            description="weight-free multi-scale filter-bank features"))
+    # cryoseg's own, trained on the simulator (cryoseg.models.compact; model card: models/packaged/README.md)
+    specs.append(ModelSpec("compact-sam", "sam", SEGMENTER, "SamModel", None, None, 256, 8, 64, "MIT (cryoseg)",
+                           packaged=True, description="compact SAM (0.8 M parameters) trained on simulated tomograms"))
     tiny = [("tiny-sam", "sam", SEGMENTER, "SamModel", 8, 16),
             ("tiny-sam-hq", "sam-hq", SEGMENTER, "SamHQModel", 8, 16),
             ("tiny-sam2", "sam2", SEGMENTER, "Sam2Model", 16, 16),

@@ -45,6 +45,8 @@ class ModelSpec:
             (config.json, weights beside it) or `PIPELINE_MARKER` (model_index.json of a diffusers pipeline).
         weights_parts: the subfolders of a pipeline folder that must each hold a config and weights, e.g.
             ("unet", "vae", "text_encoder"); empty when the weights sit at the folder's root.
+        packaged: cryoseg's own model, its weights shipped in the package (`cryoseg.models.compact`) and
+            trained by `cryoseg train segmenter`.
     """
 
     name: str
@@ -62,3 +64,4 @@ class ModelSpec:
     description: str = ""
     weights_marker: str = TRANSFORMERS_MARKER
     weights_parts: tuple[str, ...] = ()
+    packaged: bool = False

@@ -1,6 +1,7 @@
 """Locating model weights on this machine, and hashing them for signatures. Never downloads unless asked.
 
 Weights come from (in this order when the user gives no `weights`):
+0. cryoseg's own compact models: the package's `models/packaged/<name>/`, checked against its SHA256SUMS;
 1. the Hugging Face hub cache (`$HF_HUB_CACHE`, `$HF_HOME/hub` or `~/.cache/huggingface/hub`), by hub id;
 2. Meta's original checkpoint file in the default checkpoint folder (`$CRYOSEG_HOME/checkpoints`, default
    `~/.cache/cryoseg/checkpoints`), for SAM ViT-B/L/H.
@@ -185,6 +186,8 @@ def how_to_get(spec: ModelSpec) -> str:
     if spec.original_checkpoint:
         url = SAM_CHECKPOINT_URL.format(file=spec.original_checkpoint)
         ways.append(f"put {spec.original_checkpoint} ({url}) in {checkpoint_dir()}")
+    if spec.packaged:
+        ways.append("train them with `cryoseg train segmenter -o DIR` and pass weights=DIR/model")
     what = "diffusers pipeline folder|hub id" if spec.weights_parts else "folder|file.pth|hub id"
     ways.append(("or " if ways else "") + f"pass weights=<{what}>")
     return "; ".join(ways)
@@ -193,6 +196,10 @@ def how_to_get(spec: ModelSpec) -> str:
 def places_looked(spec: ModelSpec) -> list[str]:
     """Where `locate_weights(spec)` looks when no weights are given (for messages and `cryoseg models`)."""
     places = []
+    if spec.packaged:
+        from .compact import PACKAGED
+
+        places.append(str(PACKAGED / spec.name))
     if spec.hub_id:
         places.append(f"hub cache {hub_cache_path(spec.hub_id)}")
     if spec.original_checkpoint:
@@ -218,6 +225,12 @@ def locate_weights(
     if weights is not None:
         return _locate_given(spec, weights, download)
     looked = places_looked(spec)
+    if spec.packaged:
+        from .compact import packaged_folder
+
+        folder = packaged_folder(spec.name)  # checked against its recorded sha256
+        if folder is not None:
+            return WeightsLocation("folder", folder, weight_files(folder))
     if spec.hub_id:
         cached = _find_cached(spec, spec.hub_id)
         if cached is not None:

@@ -1,0 +1,59 @@
+"""`cryoseg train ...`: cryoseg's own compact models, trained on the simulator.
+
+Commands:
+- `segmenter`: compact-sam, a promptable segmenter (`cryoseg.pipelines.compact.train_segmenter`); `--ship` puts
+  the result into the package as the weights `compact-sam` loads by default.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import typer
+
+from ..pipelines.compact import CompactTrainConfig
+from .common import OVERWRITE_HELP, check_output_dir, only_set, say
+
+train_app = typer.Typer(name="train", help="Train cryoseg's own compact models on simulated tomograms.",
+                        no_args_is_help=True)
+
+_DEFAULT = CompactTrainConfig()
+
+
+@train_app.command("segmenter")
+def segmenter_command(
+    output: Path = typer.Option(..., "--output", "-o", help="Folder to write (model/, curves.png, checkpoint.pt)."),
+    epochs: int | None = typer.Option(None, "--epochs", help=f"Epochs (default {_DEFAULT.epochs}); each simulates "
+                                                             f"{_DEFAULT.scenes} new tomograms."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help=f"Default {_DEFAULT.batch_size}."),
+    lr: float | None = typer.Option(None, "--lr", help=f"Learning rate (default {_DEFAULT.lr:g})."),
+    seed: int | None = typer.Option(None, "--seed", help=f"Seed of the scenes and weights (default {_DEFAULT.seed})."),
+    templates: Path | None = typer.Option(None, "--templates", help="Folder of MRC density maps to draw particle "
+                                                                    "kinds from, besides the built-in shapes."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted training of this output."),
+    ship: bool = typer.Option(False, "--ship", help="Copy the trained model into the installed package as "
+                                                    "compact-sam's default weights (for cryoseg's developers)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+) -> None:
+    """Train compact-sam, a small SAM, to segment what a point prompts in simulated tomograms."""
+    from ..pipelines.compact import train_segmenter
+
+    config = CompactTrainConfig(**only_set({"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+                                            "templates": str(templates) if templates else None}))
+    check_output_dir(output, overwrite or resume)
+    record = train_segmenter(output, config, resume=resume)
+    say(f"{len(record['history']['train_loss'])} epoch(s); best validation IoU {record['validation_iou']:.3f}; "
+        f"wrote {output / 'model'}")
+    if ship:
+        from ..models.compact import PACKAGED, write_checksums
+
+        target = PACKAGED / "compact-sam"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(output / "model", target)
+        write_checksums(target)
+        say(f"shipped as {target}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(train_app, name="train")

@@ -1,0 +1,202 @@
+"""Training cryoseg's compact promptable segmenter on the simulator (`cryoseg train segmenter`).
+
+Every epoch simulates a few fresh tomograms (`cryoseg.train.prompted.scene_config`: random templates, SNR, defocus,
+tilt range, membranes and filaments; seeds from the run's seed and the epoch, so a run is reproducible and resumable)
+and draws prompted slices from them in every view: half start prompts (a point only), half propagation steps (a
+point and the neighbouring slice's mask as the mask-logit prior). The model (`compact-sam`, SAM's architecture in
+a small config) is trained end to end through cryoseg's own preprocessing, so what it learns is what
+`HFPromptableSegmenter` feeds it at inference. Start prompts train SAM's three candidate masks (the loss of the best
+one, as SAM trains ambiguous prompts), propagation steps its single mask. Loss: binary cross-entropy + Dice of the
+mask logits at slice resolution, plus the squared error of the predicted IoU of every candidate. Validation: mean
+IoU of the most confident candidate on scenes of held-out seeds.
+The result is a transformers folder, loadable as `--segmenter compact-sam --weights FOLDER` (or shipped).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..train.prompted import PromptedBatch, prompted_samples, simulate_scene
+
+logger = logging.getLogger(__name__)
+
+VALIDATION_SEED = 1_000_000  # validation scenes' seeds start here; training seeds stay below
+PRIOR_LOGIT = 6.0  # magnitude of the prior's logits: a confident previous mask, as propagation hands over
+
+
+@dataclass(frozen=True)
+class CompactTrainConfig:
+    """Settings of `train_segmenter`.
+
+    Attributes:
+        epochs: passes; each simulates `scenes` new tomograms.
+        scenes: tomograms simulated per epoch.
+        batches_per_scene: batches drawn from each tomogram.
+        batch_size: prompted slices per batch.
+        lr: AdamW learning rate.
+        seed: seeds the scenes, the samples and torch.
+        shape: (Z, Y, X) of the simulated tomograms (a cube: every view's slices share one shape).
+        templates: folder of MRC density maps to draw particle kinds from (besides the built-in shapes).
+        val_scenes: held-out tomograms for validation.
+        patience: stop after this many epochs without a better validation IoU.
+    """
+
+    epochs: int = 40
+    scenes: int = 2
+    batches_per_scene: int = 8
+    batch_size: int = 8
+    lr: float = 1e-3
+    seed: int = 0
+    shape: tuple[int, int, int] = (128, 128, 128)
+    templates: str | None = None
+    val_scenes: int = 1
+    patience: int = 10
+
+    def __post_init__(self) -> None:
+        if len(set(self.shape)) != 1:
+            raise InputError(f"the training tomograms must be cubes, got shape {self.shape}")
+        for name in ("epochs", "scenes", "batches_per_scene", "batch_size", "val_scenes"):
+            if getattr(self, name) < 1:
+                raise InputError(f"CompactTrainConfig.{name} must be at least 1")
+
+
+def _scene(seed: int, config: CompactTrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    templates = Path(config.templates) if config.templates else None
+    sim = simulate_scene(seed, config.shape, templates)
+    return np.asarray(sim.tomogram.data, np.float32), np.asarray(sim.instances.data)
+
+
+def _batches(config: CompactTrainConfig, epoch: int) -> list[PromptedBatch]:
+    out = []
+    for k in range(config.scenes):
+        seed = (config.seed * 100_003 + epoch * config.scenes + k) % VALIDATION_SEED
+        tomogram, instances = _scene(seed, config)
+        rng = np.random.default_rng(seed)
+        out += [prompted_samples(tomogram, instances, rng, config.batch_size, with_prior=bool(b % 2))
+                for b in range(config.batches_per_scene)]
+    return out
+
+
+def prior_logits(priors: np.ndarray, geometry: Any, low_res: tuple[int, int]) -> np.ndarray:
+    """(B, H, W) bool masks of the neighbouring slice -> (B, h, w) float32 logits over the model frame, laid out as
+    the decoder's own low-resolution logits (the slice's resized content top-left, padding outside)."""
+    from scipy import ndimage
+
+    (fh, fw), (rh, rw) = geometry.frame, geometry.resized
+    h, w = round(rh * low_res[0] / fh), round(rw * low_res[1] / fw)
+    out = np.full((len(priors), *low_res), -PRIOR_LOGIT, np.float32)
+    for b, mask in enumerate(priors):
+        zoom = (h / mask.shape[0], w / mask.shape[1])
+        inside = ndimage.zoom(mask.astype(np.float32), zoom, order=1)[:h, :w]
+        out[b, :inside.shape[0], :inside.shape[1]] = (2 * inside - 1) * PRIOR_LOGIT
+    return out
+
+
+class _Trainer:
+    """The step and validation of `fit` for one compact SAM."""
+
+    def __init__(self, model: Any, image_side: int) -> None:
+        from ..models.hf_segmenters import HFPromptableSegmenter
+
+        self.model = model
+        self.wrapper = HFPromptableSegmenter(model, "sam", "compact-sam", "training")
+        self.geometry = self.wrapper.geometry((image_side, image_side))
+
+    def forward(self, batch: PromptedBatch) -> tuple[Any, Any]:
+        """(B, M, H, W) mask logits at slice resolution and (B, M) predicted IoU: M = 3 candidates for start
+        prompts (as cross-plane self-prompting asks on a start plane), M = 1 for propagation steps."""
+        import torch
+
+        from ..models.preprocess import logits_to_image, to_sam_input
+
+        geom = self.geometry
+        pixels = self.wrapper.model_input(batch.images, geom, to_sam_input)
+        points = torch.as_tensor(geom.prompts_to_model(batch.points)[:, None, None], dtype=torch.float32)
+        kwargs = {}
+        if batch.priors is not None:
+            kwargs["input_masks"] = torch.as_tensor(prior_logits(batch.priors, geom, self.wrapper.low_res)[:, None])
+        out = self.model(pixel_values=pixels, input_points=points,
+                         input_labels=torch.ones(len(points), 1, 1, dtype=torch.long),
+                         multimask_output=batch.priors is None, **kwargs)
+        low = out.pred_masks[:, 0]  # (B, M, h, w)
+        logits = logits_to_image(low.reshape(-1, *low.shape[-2:]), geom)
+        return logits.reshape(*low.shape[:2], *logits.shape[-2:]), out.iou_scores[:, 0]
+
+    def step(self, model: Any, batch: PromptedBatch) -> tuple[Any, dict[str, float]]:
+        """Cross-entropy + Dice of the best candidate (SAM's rule for ambiguous prompts), and the squared error of
+        every candidate's predicted IoU."""
+        import torch
+        import torch.nn.functional as F
+
+        logits, predicted_iou = self.forward(batch)
+        target = torch.as_tensor(batch.targets, dtype=torch.float32)[:, None].expand_as(logits)
+        prob = torch.sigmoid(logits)
+        dice = 1 - (2 * (prob * target).sum((2, 3)) + 1) / (prob.sum((2, 3)) + target.sum((2, 3)) + 1)
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean((2, 3))
+        iou = _iou(logits.detach() > 0, target > 0)
+        loss = (bce + dice).min(dim=1).values.mean() + F.mse_loss(predicted_iou, iou)
+        chosen = iou.gather(1, predicted_iou.detach().argmax(dim=1, keepdim=True))
+        return loss, {"iou": float(chosen.mean())}
+
+    def chosen_iou(self, batch: PromptedBatch) -> Any:
+        """(B,) IoU of the candidate the model is most confident of (as inference picks it)."""
+        import torch
+
+        logits, predicted_iou = self.forward(batch)
+        iou = _iou(logits > 0, torch.as_tensor(batch.targets)[:, None].expand_as(logits))
+        return iou.gather(1, predicted_iou.argmax(dim=1, keepdim=True))[:, 0]
+
+
+def _iou(pred: Any, truth: Any) -> Any:
+    """IoU over the last two axes of boolean tensors."""
+    inter = (pred & truth).sum((-2, -1)).float()
+    union = (pred | truth).sum((-2, -1)).float()
+    return inter / union.clamp(min=1)
+
+
+def train_segmenter(outdir: str | Path, config: CompactTrainConfig = CompactTrainConfig(),
+                    resume: bool = False) -> dict[str, Any]:
+    """Train compact-sam on simulated tomograms; write OUT/model (transformers folder), OUT/curves.png and
+    OUT/checkpoint.pt (for `resume`). Returns the training record (also in OUT/model/training.json)."""
+    import json
+
+    import torch
+
+    from ..io.atomic import atomic_path
+    from ..models.compact import compact_sam_config
+    from ..models.tiny import build_from_config
+    from ..train import TrainConfig, fit, plot_curves
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    model = build_from_config("SamModel", compact_sam_config(), seed=config.seed)
+    trainer = _Trainer(model, config.shape[0])
+    val_rng = np.random.default_rng(VALIDATION_SEED)
+    validation = []
+    for k in range(config.val_scenes):
+        tomogram, instances = _scene(VALIDATION_SEED + config.seed + k, config)
+        validation += [prompted_samples(tomogram, instances, val_rng, config.batch_size, with_prior=bool(b % 2))
+                       for b in range(4)]
+
+    def validate(net: Any) -> float:
+        with torch.no_grad():
+            scores = [trainer.chosen_iou(b).mean() for b in validation]
+        return float(torch.stack(scores).mean())
+
+    settings = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed,
+                           patience=config.patience)
+    history = fit(model, lambda epoch: _batches(config, epoch), trainer.step, validate, settings,
+                  checkpoint=outdir / "checkpoint.pt", resume=resume)
+    plot_curves(history, outdir / "curves.png")
+    record = {"model": "compact-sam", "config": asdict(config), "history": history.to_dict(),
+              "validation_iou": max(history.val_metric) if history.val_metric else None}
+    with atomic_path(outdir / "model", is_dir=True) as tmp:
+        model.save_pretrained(tmp)
+        (tmp / "training.json").write_text(json.dumps(record, indent=2, default=str))
+    return record

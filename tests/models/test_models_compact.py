@@ -1,0 +1,80 @@
+"""cryoseg's own compact segmenter: it learns from simulated prompts, its training writes a folder that loads as
+`compact-sam` and resumes, and shipped weights are checked against their recorded hashes at every load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cryoseg.errors import CorruptFileError, WeightsNotFoundError
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_a_training_step_learns_a_fixed_batch():
+    import torch
+
+    from cryoseg.models.compact import compact_sam_config
+    from cryoseg.models.tiny import build_from_config
+    from cryoseg.pipelines.compact import _Trainer
+    from cryoseg.train.prompted import prompted_samples, simulate_scene
+
+    sim = simulate_scene(7, (48, 48, 48))
+    batch = prompted_samples(np.asarray(sim.tomogram.data), np.asarray(sim.instances.data),
+                             np.random.default_rng(1), 4, with_prior=False)
+    model = build_from_config("SamModel", compact_sam_config(), seed=0)
+    trainer = _Trainer(model, 48)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses, ious = [], []
+    for _ in range(25):
+        optimizer.zero_grad()
+        loss, metrics = trainer.step(model, batch)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        ious.append(metrics["iou"])
+    assert losses[-1] < 0.6 * losses[0] and ious[-1] > ious[0] + 0.2, (losses, ious)
+
+
+def test_training_writes_a_loadable_model_and_resumes(tmp_path):
+    from cryoseg.models.loaders import load_segmenter
+    from cryoseg.pipelines.compact import CompactTrainConfig, train_segmenter
+
+    config = CompactTrainConfig(epochs=1, scenes=1, batches_per_scene=2, batch_size=2, shape=(48, 48, 48))
+    first = train_segmenter(tmp_path / "run", config)
+    assert len(first["history"]["train_loss"]) == 1 and (tmp_path / "run" / "curves.png").is_file()
+    more = train_segmenter(tmp_path / "run", CompactTrainConfig(**{**config.__dict__, "epochs": 2}), resume=True)
+    assert len(more["history"]["train_loss"]) == 2
+    assert more["history"]["train_loss"][0] == first["history"]["train_loss"][0]  # the first epoch was kept
+    segmenter = load_segmenter("compact-sam", weights=tmp_path / "run" / "model", device="cpu")
+    image = np.random.default_rng(0).normal(size=(40, 56)).astype(np.float32)
+    prediction = segmenter.predict(segmenter.embed(image), np.array([[[20.0, 28.0]]]), np.array([[1]]))
+    assert prediction.masks.shape == (1, 1, 40, 56) and prediction.logits.shape == (1, 1, 128, 128)
+
+
+def test_shipped_weights_are_checked_against_their_hashes(tmp_path, monkeypatch):
+    import cryoseg.models.compact as compact
+
+    monkeypatch.setattr(compact, "PACKAGED", tmp_path)
+    assert compact.packaged_folder("compact-sam") is None  # nothing shipped here
+    folder = tmp_path / "compact-sam"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"weights")
+    compact.write_checksums(folder)
+    assert compact.packaged_folder("compact-sam") == folder
+    (folder / "model.safetensors").write_bytes(b"tampered")
+    with pytest.raises(CorruptFileError, match="sha256"):
+        compact.packaged_folder("compact-sam")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(CorruptFileError, match="missing"):
+        compact.packaged_folder("compact-sam")
+
+
+def test_without_shipped_weights_the_message_says_how_to_train_them(tmp_path, monkeypatch):
+    import cryoseg.models.compact as compact
+    from cryoseg.models.loaders import load_segmenter
+
+    monkeypatch.setattr(compact, "PACKAGED", tmp_path)
+    with pytest.raises(WeightsNotFoundError, match="cryoseg train segmenter"):
+        load_segmenter("compact-sam")
