@@ -76,8 +76,11 @@ def test_registry_contents():
     assert get_spec("tiny-sd").builtin and not sd.builtin
     for s in REGISTRY.values():
         assert s.kind in ("segmenter", "features", "diffusion")  # diffusion: the attention-affinity sources
-        assert s.builtin or s.hub_id, s.name  # every downloadable model says where from
+        assert s.builtin or s.hub_id or s.packaged, s.name  # every model says where its weights come from
         assert s.licence
+    compact = get_spec("compact-sam")
+    assert (compact.packaged, compact.kind, compact.hf_class, compact.input_size) == (True, "segmenter", "SamModel",
+                                                                                       256)
     assert set(model_names("segmenter")).isdisjoint(model_names("features"))
     assert model_names("diffusion") == ["stable-diffusion-v1-4", "tiny-sd"]
 
