@@ -166,3 +166,30 @@ def particles_from_layer(data: Any, attributes: Mapping[str, Any]) -> Particles:
     orientations = np.stack(angles, axis=1).astype(float) if all(a is not None for a in angles) else None
     particles = Particles(coords, classes, columns.get("score"), columns.get("instance_id"), orientations, names)
     return particles.subset(shown)
+
+
+def layer_attributes(layer: Any) -> dict[str, Any]:
+    """The attributes of a napari layer that place its data (name, scale, translate, units, metadata), as
+    `layer_geometry` and `volume_from_layer` read them."""
+    return {"name": layer.name, "scale": layer.scale, "translate": layer.translate, "units": layer.units,
+            "metadata": layer.metadata}
+
+
+def tomogram_layers(viewer: Any) -> list:
+    """The viewer's 3D image layers (the tomograms a widget can work on)."""
+    from napari.layers import Image
+
+    return [layer for layer in viewer.layers if isinstance(layer, Image) and layer.ndim == 3]
+
+
+def put_layer(viewer: Any, data: Any, kwargs: dict[str, Any], kind: str) -> Any:
+    """Add a layer, or, when one of that name is there (an earlier run's), replace its data and features only, so
+    the user's display settings stay. Returns the layer."""
+    name = kwargs["name"]
+    if name not in viewer.layers:
+        return getattr(viewer, f"add_{kind}")(data, **kwargs)
+    layer = viewer.layers[name]
+    layer.data = data
+    if "features" in kwargs:
+        layer.features = kwargs["features"]
+    return layer

@@ -12,7 +12,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, PushButton
 
 from ..errors import InputError
 from ..models.loaded import loaded_once, model_folder_key
-from .layers import points_layer, volume_from_layer, volume_layer
+from .layers import layer_attributes, points_layer, put_layer, tomogram_layers, volume_from_layer, volume_layer
 from .tasks import TaskPanel
 
 if TYPE_CHECKING:
@@ -29,18 +29,13 @@ class ModelWidget(Container):
     def __init__(self, napari_viewer: napari.viewer.Viewer, extra: list | None = None) -> None:
         self.viewer = napari_viewer
         self.model = FileEdit(label="model folder", mode="d")
-        self.tomogram = ComboBox(label="tomogram", choices=self._tomogram_layers)
+        self.tomogram = ComboBox(label="tomogram", choices=lambda _: tomogram_layers(self.viewer))
         self.run_button = PushButton(text="Segment")
         self.tasks = TaskPanel()
         super().__init__(widgets=[self.model, self.tomogram, *(extra or []), self.run_button, self.tasks])
         self.run_button.changed.connect(self.run)
         self.viewer.layers.events.inserted.connect(lambda _: self.tomogram.reset_choices())
         self.viewer.layers.events.removed.connect(lambda _: self.tomogram.reset_choices())
-
-    def _tomogram_layers(self, _widget: Any = None) -> list:
-        from napari.layers import Image
-
-        return [layer for layer in self.viewer.layers if isinstance(layer, Image) and layer.ndim == 3]
 
     def run(self) -> bool:
         """Segment the chosen tomogram with the model folder in a worker thread; returns whether it started."""
@@ -52,9 +47,7 @@ class ModelWidget(Container):
             if not folder.is_dir() or str(self.model.value) in ("", "."):
                 raise InputError(f"choose a trained model folder ({folder} is not a folder)")
             self.check(folder)
-            volume = volume_from_layer(layer.data, {"name": layer.name, "scale": layer.scale,
-                                                    "translate": layer.translate, "units": layer.units,
-                                                    "metadata": layer.metadata})
+            volume = volume_from_layer(layer.data, layer_attributes(layer))
         except Exception as exc:  # noqa: BLE001 - a refusal ends in the status line, as a job's would
             self.tasks.show_error(exc)
             return False
@@ -79,20 +72,6 @@ class ModelWidget(Container):
         """Add the result's layers; returns the status text."""
         raise NotImplementedError
 
-    def _set_layer(self, data: tuple, features: dict | None = None) -> Any:
-        """Add a layer data tuple, or replace the data of a same-named layer from an earlier run."""
-        array, kwargs, kind = data
-        name = kwargs["name"]
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
-            layer.data = array
-        else:
-            layer = getattr(self.viewer, f"add_{kind}")(array, **kwargs)
-        if features is not None:
-            layer.features = features
-        return layer
-
-
 class ScsamWidget(ModelWidget):
     """Segment a tomogram into the classes of a trained ScSAM model, slice by slice (optionally fused over views)."""
 
@@ -116,8 +95,8 @@ class ScsamWidget(ModelWidget):
 
     def show(self, result: Any, name: str) -> str:
         names = ["background", *result.class_names]
-        self._set_layer(volume_layer(result.labels, f"{name} ScSAM", "labels"),
-                        {"index": np.arange(len(names)), "class": names})
+        data, kwargs, kind = volume_layer(result.labels, f"{name} ScSAM", "labels")
+        put_layer(self.viewer, data, {**kwargs, "features": {"index": np.arange(len(names)), "class": names}}, kind)
         return f"{len(result.class_names)} class(es): {', '.join(result.class_names)}"
 
 
@@ -141,8 +120,8 @@ class UnsupWidget(ModelWidget):
         from ..unsup.labels import CLASS_NAMES
 
         names = ["background", *CLASS_NAMES]
-        self._set_layer(volume_layer(result.labels, f"{name} unsupervised", "labels"),
-                        {"index": np.arange(len(names)), "class": names})
+        data, kwargs, kind = volume_layer(result.labels, f"{name} unsupervised", "labels")
+        put_layer(self.viewer, data, {**kwargs, "features": {"index": np.arange(len(names)), "class": names}}, kind)
         vol = result.labels
-        self._set_layer(points_layer(result.particles, vol.voxel_size, vol.origin, name=f"{name} particles"))
+        put_layer(self.viewer, *points_layer(result.particles, vol.voxel_size, vol.origin, name=f"{name} particles"))
         return f"{len(result.particles)} particle(s)"

@@ -37,10 +37,13 @@ from .layers import (
     METADATA_KEY,
     UNITS,
     geometry_kwargs,
+    layer_attributes,
     layer_geometry,
     points_layer,
     preferred_unit,
+    put_layer,
     save_preferred_unit,
+    tomogram_layers,
     volume_from_layer,
 )
 from .tasks import TaskPanel
@@ -62,11 +65,6 @@ def default_cache_dir() -> Path:
     return cryoseg_home() / "cache"
 
 
-def _attributes(layer: Any) -> dict[str, Any]:
-    return {"name": layer.name, "scale": layer.scale, "translate": layer.translate, "units": layer.units,
-            "metadata": layer.metadata}
-
-
 def _particle_diameter(result: Any) -> float:
     """Diameter in voxels of the sphere as large as a run's median instance (8 without instances)."""
     from ..geometry import equivalent_radius
@@ -80,7 +78,7 @@ class PickWidget(Container):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         self.viewer = napari_viewer
-        self.tomogram = ComboBox(label="tomogram", choices=self._tomogram_layers)
+        self.tomogram = ComboBox(label="tomogram", choices=lambda _: tomogram_layers(self.viewer))
         self.kind = RadioButtons(label="next point", choices=[POSITIVE, NEGATIVE], value=POSITIVE,
                                  orientation="horizontal")
         self.segmenter = ComboBox(label="segmenter", choices=model_names("segmenter"), value=DEFAULT_SEGMENTER)
@@ -125,16 +123,11 @@ class PickWidget(Container):
 
     # ----- layers
 
-    def _tomogram_layers(self, _widget: Any = None) -> list:
-        from napari.layers import Image
-
-        return [layer for layer in self.viewer.layers if isinstance(layer, Image) and layer.ndim == 3]
-
     def _layer_added(self, event: Any) -> None:
         """A new tomogram gets the prompts layer, ready for clicks (layers are only ever made on additions: removals
         come in cascades, as when napari closes)."""
         self.tomogram.reset_choices()
-        if event.value in self._tomogram_layers() and self._layer(PROMPTS) is None:
+        if event.value in tomogram_layers(self.viewer) and self._layer(PROMPTS) is None:
             self.prompts_layer()
 
     def _layer(self, name: str) -> Any:
@@ -142,7 +135,7 @@ class PickWidget(Container):
 
     def _geometry(self) -> dict[str, Any]:
         """Layer kwargs placing data in the voxels of the chosen tomogram."""
-        voxel_size, origin = layer_geometry(_attributes(self.tomogram.value))
+        voxel_size, origin = layer_geometry(layer_attributes(self.tomogram.value))
         return geometry_kwargs(voxel_size, origin, self.unit.value)
 
     def prompts_layer(self) -> Any:
@@ -224,7 +217,7 @@ class PickWidget(Container):
         for layer in self.viewer.layers:
             saved = layer.metadata.get(METADATA_KEY)
             if saved:
-                geometry = geometry_kwargs(*layer_geometry(_attributes(layer)), unit)
+                geometry = geometry_kwargs(*layer_geometry(layer_attributes(layer)), unit)
                 layer.scale, layer.translate, layer.units = (geometry["scale"], geometry["translate"],
                                                              geometry["units"])
 
@@ -245,7 +238,7 @@ class PickWidget(Container):
         if layer is None:
             raise InputError("open a tomogram first (an image layer with three dimensions)")
         cache = str(self.cache.value) if self.cache.value and str(self.cache.value) not in ("", ".") else None
-        volume = volume_from_layer(layer.data, _attributes(layer))
+        volume = volume_from_layer(layer.data, layer_attributes(layer))
         key = (id(layer), id(layer.data), cache, volume.voxel_size)
         if key not in self._sessions:
             self._sessions[key] = InteractiveSession(volume, cache_dir=cache)
@@ -289,20 +282,12 @@ class PickWidget(Container):
         if pending is not None:
             self.run(pending)
 
-    def _set_layer(self, name: str, data: Any, kind: str, **kwargs: Any) -> Any:
-        """Replace the data of layer `name` (keeping the user's display settings), or add it."""
-        layer = self._layer(name)
-        if layer is None:
-            add = getattr(self.viewer, f"add_{kind}")
-            return add(data, name=name, **self._geometry(), **kwargs)
-        layer.data = data
-        for key, value in kwargs.items():
-            setattr(layer, key, value)
-        return layer
+    def _show_instances(self, result: Any) -> None:
+        put_layer(self.viewer, np.asarray(result.instances.data), {"name": INSTANCES, **self._geometry()}, "labels")
 
     def _show_segmentation(self, result: Any) -> str:
         self.last_result = result
-        self._set_layer(INSTANCES, np.asarray(result.instances.data), "labels")
+        self._show_instances(result)
         self.viewer.layers.selection.active = self.prompts_layer()
         return f"{len(result.kept)} instance(s)"
 
@@ -310,7 +295,7 @@ class PickWidget(Container):
         self.last_result = result
         self._quiet = True
         try:
-            self._set_layer(INSTANCES, np.asarray(result.instances.data), "labels")
+            self._show_instances(result)
             particles = result.particles
             _, kwargs, _ = points_layer(particles, result.instances.voxel_size, name=PICKS,
                                         size=_particle_diameter(result))

@@ -61,7 +61,7 @@ class CompactTrainConfig:
     def __post_init__(self) -> None:
         if len(set(self.shape)) != 1:
             raise InputError(f"the training tomograms must be cubes, got shape {self.shape}")
-        for name in ("epochs", "scenes", "batches_per_scene", "batch_size", "val_scenes"):
+        for name in ("epochs", "scenes", "batches_per_scene", "batch_size", "val_scenes", "patience"):
             if getattr(self, name) < 1:
                 raise InputError(f"CompactTrainConfig.{name} must be at least 1")
 

@@ -71,6 +71,12 @@ def _iou(mask: np.ndarray, area: int, prev: PlaneMask) -> float:
     return inter / union if union else 0.0
 
 
+def mask_depth(mask: np.ndarray) -> np.ndarray:
+    """(H, W) distance of each mask pixel to the nearest background pixel; the slice edge counts as background
+    (zero padding), so the deepest pixel stays away from it too."""
+    return ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+
+
 def next_point(plane: PlaneMask, strategy: str, logits: np.ndarray | None = None) -> np.ndarray:
     """The point that prompts the next slice, (row, col) in slice pixels.
 
@@ -83,8 +89,7 @@ def next_point(plane: PlaneMask, strategy: str, logits: np.ndarray | None = None
         centre = np.round(np.argwhere(plane.mask).mean(axis=0)).astype(int)
         if plane.mask[tuple(centre)]:
             return centre + (plane.r0, plane.c0)
-    # Zero padding makes the slice edge count as boundary, so the point stays away from it too.
-    depth = ndimage.distance_transform_edt(np.pad(plane.mask, 1))[1:-1, 1:-1]
+    depth = mask_depth(plane.mask)
     if strategy == "confidence" and logits is not None:
         h, w = plane.mask.shape
         window = logits[plane.r0:plane.r0 + h, plane.c0:plane.c0 + w]

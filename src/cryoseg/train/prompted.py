@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from ..geometry import VIEWS, view_length, view_slice
+from ..segment3d.propagate import mask_depth
 
 # instances smaller than this in a slice (pixels) are not prompted: a user clicks what can be seen
 MIN_AREA = 12
@@ -77,7 +77,8 @@ def simulate_scene(seed: int, shape: tuple[int, int, int] = (128, 128, 128), tem
 
 
 def _deepest(mask: np.ndarray) -> np.ndarray:
-    depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    """(row, col) of the mask's deepest pixel, as self-prompting places its points."""
+    depth = mask_depth(mask)
     return np.asarray(np.unravel_index(int(np.argmax(depth)), mask.shape), dtype=np.float64)
 
 
