@@ -19,7 +19,7 @@ def test_a_training_step_learns_a_fixed_batch():
     from cryoseg.pipelines.compact import _Trainer
     from cryoseg.train.prompted import prompted_samples, simulate_scene
 
-    sim = simulate_scene(7, (48, 48, 48))
+    sim = simulate_scene(1, (48, 48, 48))
     batch = prompted_samples(np.asarray(sim.tomogram.data), np.asarray(sim.instances.data),
                              np.random.default_rng(1), 4, with_prior=False)
     model = build_from_config("SamModel", compact_sam_config(), seed=0)

@@ -1,11 +1,13 @@
-"""Prompted training samples from the simulator: the point sits inside the prompted instance's mask (at its deepest
-pixel), priors are the neighbouring slice's mask of the same instance, and the same seed gives the same scenes."""
+"""Prompted training samples from the simulator: a start prompt's point sits at the deepest pixel of the prompted
+instance's mask; a propagation step's point at the deepest pixel of its prior (the neighbouring slice's mask of the
+same instance), its target may be empty past the instance's end; the same seed gives the same scenes."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from cryoseg.train.prompted import MIN_AREA, prompted_samples, scene_config, simulate_scene
+from cryoseg.segment3d.propagate import mask_depth
+from cryoseg.train.prompted import MAX_NEGATIVES, MIN_AREA, prompted_samples, scene_config, simulate_scene
 
 
 def test_scenes_are_drawn_from_their_seed():
@@ -15,11 +17,12 @@ def test_scenes_are_drawn_from_their_seed():
 
 
 def test_samples_prompt_one_instance_at_its_deepest_pixel():
-    sim = simulate_scene(5, (48, 48, 48))
+    sim = simulate_scene(1, (48, 48, 48))  # three instances: room for negative points
     tomogram, instances = np.asarray(sim.tomogram.data), np.asarray(sim.instances.data)
     start = prompted_samples(tomogram, instances, np.random.default_rng(0), 6, with_prior=False)
     assert start.images.shape == (6, 48, 48) and start.priors is None
-    for point, target in zip(start.points, start.targets):
+    assert start.points.shape == (6, MAX_NEGATIVES + 1, 2) and start.labels.shape == (6, MAX_NEGATIVES + 1)
+    for point, target in zip(start.points[:, 0], start.targets):
         r, c = point.astype(int)
         assert target[r, c] and target.sum() >= MIN_AREA
         # the deepest pixel: no mask pixel is farther from the background
@@ -27,9 +30,20 @@ def test_samples_prompt_one_instance_at_its_deepest_pixel():
 
         depth = ndimage.distance_transform_edt(np.pad(target, 1))[1:-1, 1:-1]
         assert depth[r, c] == depth.max()
-    steps = prompted_samples(tomogram, instances, np.random.default_rng(0), 6, with_prior=True)
+    steps = prompted_samples(tomogram, instances, np.random.default_rng(0), 200, with_prior=True)
     assert steps.priors.shape == steps.targets.shape
-    overlap = [(p & t).sum() / (p | t).sum() for p, t in zip(steps.priors, steps.targets)]
-    assert min(overlap) > 0 and not all(np.array_equal(p, t) for p, t in zip(steps.priors, steps.targets))
+    for point, prior in zip(steps.points[:, 0], steps.priors):
+        r, c = point.astype(int)
+        assert prior[r, c] and mask_depth(prior)[r, c] == mask_depth(prior).max()
+    overlap = [(p & t).sum() / max(1, (p | t).sum()) for p, t in zip(steps.priors, steps.targets)]
+    assert np.median(overlap) > 0.3 and not all(np.array_equal(p, t) for p, t in zip(steps.priors, steps.targets))
+    ends = [not t.any() for t in steps.targets]
+    assert 0 < sum(ends) < len(ends) / 2  # the model sees where an instance stops, but mostly where it goes on
+    # negatives sit on other instances of the slice; pads repeat the positive point with label 1
+    assert (steps.labels[:, 0] == 1).all() and (steps.labels == 0).any()
+    for points, labels, prior in zip(steps.points, steps.labels, steps.priors):
+        for point, label in zip(points[1:], labels[1:]):
+            r, c = point.astype(int)
+            assert (not prior[r, c]) if label == 0 else np.array_equal(point, points[0])
     again = prompted_samples(tomogram, instances, np.random.default_rng(0), 6, with_prior=False)
     assert np.array_equal(again.points, start.points) and np.array_equal(again.targets, start.targets)

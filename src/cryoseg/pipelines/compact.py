@@ -2,8 +2,9 @@
 
 Every epoch simulates a few fresh tomograms (`cryoseg.train.prompted.scene_config`: random templates, SNR, defocus,
 tilt range, membranes and filaments; seeds from the run's seed and the epoch, so a run is reproducible and resumable)
-and draws prompted slices from them in every view: half start prompts (a point only), half propagation steps (a
-point and the neighbouring slice's mask as the mask-logit prior). The model (`compact-sam`, SAM's architecture in
+and draws prompted slices from them in every view: half start prompts (a point only), half propagation steps (the
+neighbouring slice's mask as the mask-logit prior and its deepest pixel as the point; the target is empty past the
+instance's end). The model (`compact-sam`, SAM's architecture in
 a small config) is trained end to end through cryoseg's own preprocessing, so what it learns is what
 `HFPromptableSegmenter` feeds it at inference. Start prompts train SAM's three candidate masks (the loss of the best
 one, as SAM trains ambiguous prompts), propagation steps its single mask. Loss: binary cross-entropy + Dice of the
@@ -117,12 +118,12 @@ class _Trainer:
 
         geom = self.geometry
         pixels = self.wrapper.model_input(batch.images, geom, to_sam_input)
-        points = torch.as_tensor(geom.prompts_to_model(batch.points)[:, None, None], dtype=torch.float32)
+        points = torch.as_tensor(geom.prompts_to_model(batch.points)[:, None], dtype=torch.float32)
         kwargs = {}
         if batch.priors is not None:
             kwargs["input_masks"] = torch.as_tensor(prior_logits(batch.priors, geom, self.wrapper.low_res)[:, None])
         out = self.model(pixel_values=pixels, input_points=points,
-                         input_labels=torch.ones(len(points), 1, 1, dtype=torch.long),
+                         input_labels=torch.as_tensor(batch.labels)[:, None],
                          multimask_output=batch.priors is None, **kwargs)
         low = out.pred_masks[:, 0]  # (B, M, h, w)
         logits = logits_to_image(low.reshape(-1, *low.shape[-2:]), geom)
@@ -154,10 +155,12 @@ class _Trainer:
 
 
 def _iou(pred: Any, truth: Any) -> Any:
-    """IoU over the last two axes of boolean tensors."""
+    """IoU over the last two axes of boolean tensors; 1 where both are empty (a propagation step that stops)."""
+    import torch
+
     inter = (pred & truth).sum((-2, -1)).float()
     union = (pred | truth).sum((-2, -1)).float()
-    return inter / union.clamp(min=1)
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
 
 
 def train_segmenter(outdir: str | Path, config: CompactTrainConfig = CompactTrainConfig(),

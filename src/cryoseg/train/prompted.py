@@ -1,7 +1,9 @@
 """Training samples for a promptable segmenter, made on the fly by the simulator: a slice of a simulated tomogram in
 any view, a point on one instance placed as cross-plane self-prompting places it (the instance's deepest pixel),
-optionally the neighbouring slice's mask as a mask-logit prior (as propagation gives the previous slice's
-logits), and the instance's exact mask in that slice as the target.
+sometimes negative points on other instances of the slice,
+and the instance's exact mask in that slice as the target. A propagation sample is laid out as the engine steps: the
+instance's mask in one slice is the mask-logit prior and gives the point (its deepest pixel), the target is the
+neighbouring slice's mask, empty past the instance's end (where propagation must stop).
 
 Every scene is drawn from a seed: random templates (the shared density maps and the built-in shapes), particle
 count, SNR, defocus, tilt range, vesicles and filaments, so that the same seed always gives the same samples.
@@ -19,6 +21,8 @@ from ..segment3d.propagate import mask_depth
 
 # instances smaller than this in a slice (pixels) are not prompted: a user clicks what can be seen
 MIN_AREA = 12
+# most negative points per sample: picking segments many prompts together, each the others' negatives
+MAX_NEGATIVES = 2
 
 
 @dataclass(frozen=True)
@@ -27,22 +31,27 @@ class PromptedBatch:
 
     Attributes:
         images: (B, H, W) float32 slices.
-        points: (B, 2) float64 (row, col) of the positive point, in slice pixels.
-        targets: (B, H, W) bool, the prompted instance's mask in the slice.
+        points: (B, P, 2) float64 (row, col) in slice pixels: the positive point first, then up to P - 1
+            negative points on other instances (as picking passes the other prompts), padded with copies of the
+            positive point (as the engine pads).
+        labels: (B, P) int64, 1 positive, 0 negative.
+        targets: (B, H, W) bool, the prompted instance's mask in the slice (may be empty in a propagation step).
         priors: (B, H, W) bool, the instance's mask in the neighbouring slice (the prior a propagation step
-            would give), or None for a batch of start prompts.
+            would give, and where its point comes from), or None for a batch of start prompts.
     """
 
     images: np.ndarray
     points: np.ndarray
+    labels: np.ndarray
     targets: np.ndarray
     priors: np.ndarray | None
 
 
 def scene_config(seed: int, shape: tuple[int, int, int] = (128, 128, 128), templates: Path | None = None):
     """A random `SimulationConfig` drawn from `seed`: 2-4 kinds of particle (density maps from `templates`, a
-    folder of MRC files, and built-in shapes), 10-40 particles per 128³, SNR 0.2-1.5, defocus 1.5-4.5 µm, tilt range
-    ±45-70°, 0-2 vesicles, 0-1 filament."""
+    folder of MRC files, and built-in shapes), 10-40 particles per 128³, SNR 0.05-1.5, defocus 1.5-4.5 µm, tilt range
+    ±45-70°, 0-2 vesicles, 0-1 filament. SNR is drawn log-uniformly in 0.05-1.5: particle contrast (background minus
+    particle mean over the tomogram's std) of 0.3-1.1, which holds the DeepFinder toy tomograms' 0.5."""
     from ..synth import SimulationConfig
     from ..synth.templates import BUILTIN_SHAPES
 
@@ -53,7 +62,7 @@ def scene_config(seed: int, shape: tuple[int, int, int] = (128, 128, 128), templ
     tilt = float(rng.uniform(45, 70))
     particles = max(3, int(rng.integers(10, 41) * np.prod(shape) / 128 ** 3))
     return SimulationConfig(shape=shape, seed=seed, templates=kinds, particles=particles,
-                            snr=float(rng.uniform(0.2, 1.5)), defocus=float(rng.uniform(1.5, 4.5)),
+                            snr=float(np.exp(rng.uniform(np.log(0.05), np.log(1.5)))), defocus=float(rng.uniform(1.5, 4.5)),
                             tilt_range=(-tilt, tilt), vesicles=int(rng.integers(0, 3)),
                             filaments=int(rng.integers(0, 2)), threads=1)
 
@@ -91,10 +100,10 @@ def prompted_samples(tomogram: np.ndarray, instances: np.ndarray, rng: np.random
         instances: (Z, Y, X) int instance labels (particles, vesicles and filaments alike).
         rng: draws the views, slices and instances.
         count: samples to make.
-        with_prior: give every sample the neighbouring slice's mask as its prior (a propagation step), or none
-            (a start prompt).
+        with_prior: make propagation steps (a prior mask from the neighbouring slice, the point from it, a target
+            that may be empty) rather than start prompts.
     """
-    images, points, targets, priors = [], [], [], []
+    images, points, labels_out, targets, priors = [], [], [], [], []
     while len(images) < count:
         view = VIEWS[int(rng.integers(3))]
         index = int(rng.integers(1, view_length(tomogram.shape, view) - 1))
@@ -104,14 +113,22 @@ def prompted_samples(tomogram: np.ndarray, instances: np.ndarray, rng: np.random
         if not len(ids):
             continue
         label = int(rng.choice(ids))
-        target = labels == label
+        shown = labels == label
+        others = [i for i in ids if i != label and rng.random() < 0.5][:MAX_NEGATIVES]
+        negatives = [_deepest(labels == i) for i in others]
         if with_prior:
-            neighbour = view_slice(instances, view, index + int(rng.choice([-1, 1]))) == label
-            if not neighbour.any():
-                continue
-            priors.append(neighbour)
+            # a propagation step as the engine takes it: the point from the previous slice's mask, the next slice
+            # to segment; past the instance's end that slice's target is empty, and the model must learn to stop
+            priors.append(shown)
+            index += int(rng.choice([-1, 1]))
+            target = view_slice(instances, view, index) == label
+        else:
+            target = shown
         images.append(np.asarray(view_slice(tomogram, view, index), np.float32))
-        points.append(_deepest(target))
+        positive = _deepest(shown)
+        pad = [positive] * (MAX_NEGATIVES - len(negatives))
+        points.append(np.stack([positive, *negatives, *pad]))
+        labels_out.append([1] + [0] * len(negatives) + [1] * len(pad))
         targets.append(target)
-    return PromptedBatch(np.stack(images), np.stack(points), np.stack(targets),
+    return PromptedBatch(np.stack(images), np.stack(points), np.asarray(labels_out, np.int64), np.stack(targets),
                          np.stack(priors) if with_prior else None)
