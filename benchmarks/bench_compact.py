@@ -33,7 +33,7 @@ def simulated_cases(n: int, per_tomogram: int):
     from cryoseg.train.prompted import simulate_scene
 
     for k in range(n):
-        sim = simulate_scene(HELD_OUT + k, (128, 128, 128), SHARED / "templates")
+        sim = simulate_scene(HELD_OUT + k, (128, 128, 128), SHARED / "templates", held_out=True)
         rng = np.random.default_rng(k)
         chosen = rng.choice(len(sim.particles), size=min(per_tomogram, len(sim.particles)), replace=False)
         pairs = [(sim.particles.coords[i], sim.instances.data == sim.particles.instance_ids[i]) for i in chosen]

@@ -81,6 +81,9 @@ def test_registry_contents():
     compact = get_spec("compact-sam")
     assert (compact.packaged, compact.kind, compact.hf_class, compact.input_size) == (True, "segmenter", "SamModel",
                                                                                        256)
+    features = get_spec("compact-features")
+    assert (features.packaged, features.kind, features.hf_class, features.patch_size, features.feature_dim) == (
+        True, "features", None, 4, 32)
     assert set(model_names("segmenter")).isdisjoint(model_names("features"))
     assert model_names("diffusion") == ["stable-diffusion-v1-4", "tiny-sd"]
 
@@ -95,6 +98,10 @@ def test_spec_numbers_match_the_models_they_describe():
     assert (fb.patch_size, fb.feature_dim) == (default.stride, default.n_channels)
     emb = ClassicalSegmenter().embed(np.zeros((6, 9), np.float32))
     assert get_spec("classical").feature_dim == len(emb.data) and get_spec("classical").patch_size == 1
+    from cryoseg.models.compact_features import CompactFeaturesConfig
+
+    compact = get_spec("compact-features")
+    assert (compact.patch_size, compact.feature_dim) == (CompactFeaturesConfig().stride, CompactFeaturesConfig().dim)
     image = np.random.default_rng(0).random((64, 64))
     for name in TINY_CONFIGS:
         spec = get_spec(name)

@@ -4,16 +4,33 @@ same instance), its target may be empty past the instance's end; the same seed g
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from cryoseg.segment3d.propagate import mask_depth
-from cryoseg.train.prompted import MAX_NEGATIVES, MIN_AREA, prompted_samples, scene_config, simulate_scene
+from cryoseg.train.prompted import (
+    HELD_OUT_TEMPLATES,
+    MAX_NEGATIVES,
+    MIN_AREA,
+    prompted_samples,
+    scene_config,
+    simulate_scene,
+)
 
 
 def test_scenes_are_drawn_from_their_seed():
     a, b, c = scene_config(3), scene_config(3), scene_config(4)
     assert a == b and a != c
     assert 2 <= len(a.templates) <= 4 and -70 <= a.tilt_range[0] <= -45 and 0.2 <= a.snr <= 1.5
+
+
+def test_training_scenes_never_draw_the_held_out_templates(shared_data):
+    folder = shared_data / "templates"
+    drawn = {Path(t).stem for k in range(40) for t in scene_config(k, templates=folder).templates}
+    assert not drawn & set(HELD_OUT_TEMPLATES) and len(drawn) > 5
+    held = {Path(t).stem for t in scene_config(0, templates=folder, held_out=True).templates}
+    assert held == set(HELD_OUT_TEMPLATES)
 
 
 def test_samples_prompt_one_instance_at_its_deepest_pixel():

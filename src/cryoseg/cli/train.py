@@ -1,8 +1,9 @@
 """`cryoseg train ...`: cryoseg's own compact models, trained on the simulator.
 
 Commands:
-- `segmenter`: compact-sam, a promptable segmenter (`cryoseg.pipelines.compact.train_segmenter`); `--ship` puts
-  the result into the package as the weights `compact-sam` loads by default.
+- `segmenter`: compact-sam, a promptable segmenter (`cryoseg.pipelines.compact.train_segmenter`).
+- `features`: compact-features, a dense feature extractor (`cryoseg.pipelines.compact_features.train_features`).
+`--ship` puts the result into the package as the weights the model loads by default.
 """
 
 from __future__ import annotations
@@ -13,12 +14,26 @@ from pathlib import Path
 import typer
 
 from ..pipelines.compact import CompactTrainConfig
+from ..pipelines.compact_features import FeatureTrainConfig
 from .common import OVERWRITE_HELP, check_output_dir, only_set, say
 
 train_app = typer.Typer(name="train", help="Train cryoseg's own compact models on simulated tomograms.",
                         no_args_is_help=True)
 
 _DEFAULT = CompactTrainConfig()
+_FEATURES_DEFAULT = FeatureTrainConfig()
+SHIP_HELP = "Copy the trained model into the installed package as the model's default weights (for cryoseg's developers)."
+
+
+def _ship(output: Path, name: str) -> None:
+    """Copy OUTPUT/model into the package's packaged/<name>/ with its SHA256SUMS."""
+    from ..models.compact import PACKAGED, write_checksums
+
+    target = PACKAGED / name
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(output / "model", target)
+    write_checksums(target)
+    say(f"shipped as {target}")
 
 
 @train_app.command("segmenter")
@@ -32,8 +47,7 @@ def segmenter_command(
     templates: Path | None = typer.Option(None, "--templates", help="Folder of MRC density maps to draw particle "
                                                                     "kinds from, besides the built-in shapes."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted training of this output."),
-    ship: bool = typer.Option(False, "--ship", help="Copy the trained model into the installed package as "
-                                                    "compact-sam's default weights (for cryoseg's developers)."),
+    ship: bool = typer.Option(False, "--ship", help=SHIP_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Train compact-sam, a small SAM, to segment what a point prompts in simulated tomograms."""
@@ -46,13 +60,40 @@ def segmenter_command(
     say(f"{len(record['history']['train_loss'])} epoch(s); best validation IoU {record['validation_iou']:.3f}; "
         f"wrote {output / 'model'}")
     if ship:
-        from ..models.compact import PACKAGED, write_checksums
+        _ship(output, "compact-sam")
 
-        target = PACKAGED / "compact-sam"
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(output / "model", target)
-        write_checksums(target)
-        say(f"shipped as {target}")
+
+@train_app.command("features")
+def features_command(
+    output: Path = typer.Option(..., "--output", "-o", help="Folder to write (model/, curves.png, checkpoint.pt)."),
+    epochs: int | None = typer.Option(None, "--epochs", help=f"Epochs (default {_FEATURES_DEFAULT.epochs}); each "
+                                                             f"simulates {_FEATURES_DEFAULT.scenes} new tomograms."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help=f"Default {_FEATURES_DEFAULT.batch_size}."),
+    lr: float | None = typer.Option(None, "--lr", help=f"Learning rate (default {_FEATURES_DEFAULT.lr:g})."),
+    seed: int | None = typer.Option(None, "--seed", help=f"Seed (default {_FEATURES_DEFAULT.seed})."),
+    templates: Path | None = typer.Option(None, "--templates", help="Folder of MRC density maps to draw particle "
+                                                                    "kinds from, besides the built-in shapes."),
+    real: list[Path] = typer.Option([], "--real", help="Real unlabelled images (MRC/TIFF stacks or volumes) for the "
+                                                       "self-supervised term; repeat for several."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted training of this output."),
+    ship: bool = typer.Option(False, "--ship", help=SHIP_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+) -> None:
+    """Train compact-features, a small U-Net whose cell vectors tell particle kinds apart, on simulated tomograms."""
+    from ..pipelines.compact_features import train_features
+
+    for path in real:
+        if not path.is_file() and not path.is_dir():
+            raise FileNotFoundError(f"{path}: no such file (--real)")
+    config = FeatureTrainConfig(**only_set({"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+                                            "templates": str(templates) if templates else None,
+                                            "real": tuple(str(p) for p in real) or None}))
+    check_output_dir(output, overwrite or resume)
+    record = train_features(output, config, resume=resume)
+    say(f"{len(record['history']['train_loss'])} epoch(s); best validation mAP {record['validation_map']:.3f}; "
+        f"wrote {output / 'model'}")
+    if ship:
+        _ship(output, "compact-features")
 
 
 def register(app: typer.Typer) -> None:

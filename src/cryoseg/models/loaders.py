@@ -72,6 +72,25 @@ def _weight_free(spec: ModelSpec, weights: Any, device: Any, dtype: Any) -> Any:
     return cls()
 
 
+def _packaged_network(spec: ModelSpec, weights: Any, device: Any, dtype: Any, batch_size: int | None) -> Any:
+    """cryoseg's own non-transformers model (`spec.impl`, with a `from_folder` constructor): shipped weights, or a
+    folder given as `weights`; float32 on the resolved device."""
+    require_backend(spec)
+    import torch
+
+    from .device import resolve_device, resolve_dtype
+
+    dev = resolve_device(device)
+    if resolve_dtype(dtype, dev) != torch.float32:
+        raise InputError(f"model '{spec.name}' runs in float32 only, got precision {dtype!r}")
+    loc = locate_weights(spec, weights)
+    module_name, _, cls_name = (spec.impl or "").partition(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    extra = {} if batch_size is None else {"batch_size": int(batch_size)}
+    logger.info("loaded model '%s' from %s", spec.name, loc.describe())
+    return cls.from_folder(loc.path, weights_hash(loc), device=dev, **extra)
+
+
 def _builtin_hash(spec: ModelSpec, config: Any) -> str:
     from .tiny import TINY_SEED
 
@@ -240,6 +259,8 @@ def load_feature_extractor(
     _check_kind(spec, FEATURES)
     if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
         raise InputError(f"batch size must be a positive integer, got {batch_size}")
+    if spec.impl and spec.packaged:
+        return _packaged_network(spec, weights, device, dtype, batch_size)
     if spec.impl:
         if batch_size is not None or input_size is not None:
             logger.warning("model '%s' is weight-free; batch_size/input_size ignored", spec.name)

@@ -22,6 +22,8 @@ DEFAULT_FEATURES = "filterbank"
 
 # What the transformers backends import, beyond the base install, and how a user gets it.
 HF_BACKEND_PACKAGES = ("torch", "transformers", "safetensors", "huggingface_hub")
+# cryoseg's own trained models that are not transformers classes (compact-features, a MONAI U-Net)
+TRAINED_IMPL_PACKAGES = ("torch", "monai", "safetensors")
 MODELS_EXTRA_HINT = ("install the torch build for your machine (CPU: pip install torch==2.13.0), "
                      "then pip install 'cryoseg[models]'")
 # The diffusion models (kind DIFFUSION) need diffusers on top of the transformers backend.
@@ -94,6 +96,9 @@ def _specs() -> list[ModelSpec]:
     # cryoseg's own, trained on the simulator (cryoseg.models.compact; model card: models/packaged/README.md)
     specs.append(ModelSpec("compact-sam", "sam", SEGMENTER, "SamModel", None, None, 256, 8, 64, "MIT (cryoseg)",
                            packaged=True, description="compact SAM (0.8 M parameters) trained on simulated tomograms"))
+    specs.append(ModelSpec("compact-features", "compact-features", FEATURES, None, None, None, 0, 4, 32,
+                           "MIT (cryoseg)", impl="cryoseg.models.compact_features:CompactFeatureExtractor",
+                           packaged=True, description="compact U-Net features trained on simulated tomograms"))
     tiny = [("tiny-sam", "sam", SEGMENTER, "SamModel", 8, 16),
             ("tiny-sam-hq", "sam-hq", SEGMENTER, "SamHQModel", 8, 16),
             ("tiny-sam2", "sam2", SEGMENTER, "Sam2Model", 16, 16),
@@ -147,9 +152,12 @@ def is_installed(package: str) -> bool:
 
 def missing_packages(spec: ModelSpec) -> list[str]:
     """The Python packages `spec`'s backend needs that are not installed (none for weight-free backends)."""
-    if spec.impl:
+    if spec.impl and not spec.packaged:
         return []
-    needed = HF_BACKEND_PACKAGES + (DIFFUSION_PACKAGES if spec.kind == DIFFUSION else ())
+    if spec.impl:
+        needed = TRAINED_IMPL_PACKAGES
+    else:
+        needed = HF_BACKEND_PACKAGES + (DIFFUSION_PACKAGES if spec.kind == DIFFUSION else ())
     return [name for name in needed if not is_installed(name)]
 
 

@@ -187,7 +187,8 @@ def how_to_get(spec: ModelSpec) -> str:
         url = SAM_CHECKPOINT_URL.format(file=spec.original_checkpoint)
         ways.append(f"put {spec.original_checkpoint} ({url}) in {checkpoint_dir()}")
     if spec.packaged:
-        ways.append("train them with `cryoseg train segmenter -o DIR` and pass weights=DIR/model")
+        command = "segmenter" if spec.kind == "segmenter" else "features"
+        ways.append(f"train them with `cryoseg train {command} -o DIR` and pass weights=DIR/model")
     what = "diffusers pipeline folder|hub id" if spec.weights_parts else "folder|file.pth|hub id"
     ways.append(("or " if ways else "") + f"pass weights=<{what}>")
     return "; ".join(ways)
