@@ -15,7 +15,10 @@ Cases:
 - SAM ViT-B prompt decoding of 32 single-point prompts on a 512 x 512 slice, one `predict` call per
   prompt against one batched call (masks upsampled to the slice included; the image embedding is random,
   so the peak memory is the decoder's);
-- the weight-free filter bank (`FilterBankExtractor`, default config) on 512 x 512 slices in a batch of 8.
+- the weight-free filter bank (`FilterBankExtractor`, default config) on 512 x 512 slices in a batch of 8;
+- cryoseg's own: the classical segmenter and compact-sam (embedding a 512 x 512 slice and decoding one point, what
+  a propagation step costs), compact-features on 512 x 512 slices in a batch of 8 (untrained networks of the
+  shipped architectures: their cost does not depend on the weights).
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ CASES = {
     "decode-single": "SAM ViT-B decoder, 32 prompts one call each, 512² slice",
     "decode-batched": "SAM ViT-B decoder, 32 prompts in one call, 512² slice",
     "filterbank": "filter bank (default config), 512² slices, batch of 8",
+    "classical": "classical segmenter, embed + one decode, 512² slice",
+    "compact-sam": "compact-sam (0.8 M), embed + one decode, 512² slice",
+    "compact-features": "compact-features (U-Net), 512² slices, batch of 8",
 }
 N_PROMPTS = 32
 
@@ -110,6 +116,31 @@ def run_child(case: str, repeats: int, device_name: str, dtype_name: str, thread
         from cryoseg.models.filterbank import FilterBankExtractor
 
         ext = FilterBankExtractor()
+        images = rng.random((8, 512, 512)).astype(np.float32)
+        per = 8
+
+        def step() -> None:
+            ext.extract(images)
+    elif case in ("classical", "compact-sam"):
+        if case == "classical":
+            from cryoseg.models.classical import ClassicalSegmenter
+
+            seg = ClassicalSegmenter()
+        else:
+            from cryoseg.models.compact import compact_sam_config
+            from cryoseg.models.hf_segmenters import HFPromptableSegmenter
+
+            model = build_from_config("SamModel", compact_sam_config()).to(device, dtype).eval()
+            seg = HFPromptableSegmenter(model, "sam", case, "random")
+        image = rng.random((512, 512)).astype(np.float32)
+
+        def step() -> None:
+            seg.predict(seg.embed(image), np.array([[[256.0, 256.0]]]), np.array([[1]]))
+    elif case == "compact-features":
+        from cryoseg.models.compact_features import CompactFeatureExtractor, CompactFeaturesConfig, build_network
+
+        config = CompactFeaturesConfig()
+        ext = CompactFeatureExtractor(build_network(config), config, "random", device=device, batch_size=8)
         images = rng.random((8, 512, 512)).astype(np.float32)
         per = 8
 

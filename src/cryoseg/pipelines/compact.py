@@ -28,7 +28,9 @@ from ..train.prompted import PromptedBatch, prompted_samples, simulate_scene
 logger = logging.getLogger(__name__)
 
 VALIDATION_SEED = 1_000_000  # validation scenes' seeds start here; training seeds stay below
-PRIOR_LOGIT = 6.0  # magnitude of the prior's logits: a confident previous mask, as propagation hands over
+# magnitudes of the prior's logits, drawn per sample: the model's own low-resolution logits, which propagation hands
+# over, reach about ±10-25
+PRIOR_LOGITS = (4.0, 20.0)
 
 
 @dataclass(frozen=True)
@@ -84,18 +86,20 @@ def _batches(config: CompactTrainConfig, epoch: int) -> list[PromptedBatch]:
     return out
 
 
-def prior_logits(priors: np.ndarray, geometry: Any, low_res: tuple[int, int]) -> np.ndarray:
+def prior_logits(priors: np.ndarray, geometry: Any, low_res: tuple[int, int], magnitudes: np.ndarray) -> np.ndarray:
     """(B, H, W) bool masks of the neighbouring slice -> (B, h, w) float32 logits over the model frame, laid out as
-    the decoder's own low-resolution logits (the slice's resized content top-left, padding outside)."""
+    the decoder's own low-resolution logits (the slice's resized content top-left, padding outside), ±magnitudes[b]
+    inside and outside."""
     from scipy import ndimage
 
     (fh, fw), (rh, rw) = geometry.frame, geometry.resized
     h, w = round(rh * low_res[0] / fh), round(rw * low_res[1] / fw)
-    out = np.full((len(priors), *low_res), -PRIOR_LOGIT, np.float32)
+    out = np.empty((len(priors), *low_res), np.float32)
     for b, mask in enumerate(priors):
+        out[b] = -magnitudes[b]
         zoom = (h / mask.shape[0], w / mask.shape[1])
         inside = ndimage.zoom(mask.astype(np.float32), zoom, order=1)[:h, :w]
-        out[b, :inside.shape[0], :inside.shape[1]] = (2 * inside - 1) * PRIOR_LOGIT
+        out[b, :inside.shape[0], :inside.shape[1]] = (2 * inside - 1) * magnitudes[b]
     return out
 
 
@@ -121,7 +125,9 @@ class _Trainer:
         points = torch.as_tensor(geom.prompts_to_model(batch.points)[:, None], dtype=torch.float32)
         kwargs = {}
         if batch.priors is not None:
-            kwargs["input_masks"] = torch.as_tensor(prior_logits(batch.priors, geom, self.wrapper.low_res)[:, None])
+            magnitudes = torch.empty(len(batch.priors)).uniform_(*PRIOR_LOGITS).numpy()  # torch: seeded by `fit`
+            kwargs["input_masks"] = torch.as_tensor(
+                prior_logits(batch.priors, geom, self.wrapper.low_res, magnitudes)[:, None])
         out = self.model(pixel_values=pixels, input_points=points,
                          input_labels=torch.as_tensor(batch.labels)[:, None],
                          multimask_output=batch.priors is None, **kwargs)
@@ -130,8 +136,10 @@ class _Trainer:
         return logits.reshape(*low.shape[:2], *logits.shape[-2:]), out.iou_scores[:, 0]
 
     def step(self, model: Any, batch: PromptedBatch) -> tuple[Any, dict[str, float]]:
-        """Cross-entropy + Dice of the best candidate (SAM's rule for ambiguous prompts), and the squared error of
-        every candidate's predicted IoU."""
+        """Cross-entropy + Dice of every candidate against the instance, and the squared error of every
+        candidate's predicted IoU. Every candidate is asked for the instance: a point at an instance's deepest
+        pixel, as self-prompting places it, is not ambiguous, and training only the best candidate (SAM's rule)
+        left the most confident one too large, which propagation then carried on."""
         import torch
         import torch.nn.functional as F
 
@@ -141,7 +149,7 @@ class _Trainer:
         dice = 1 - (2 * (prob * target).sum((2, 3)) + 1) / (prob.sum((2, 3)) + target.sum((2, 3)) + 1)
         bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean((2, 3))
         iou = _iou(logits.detach() > 0, target > 0)
-        loss = (bce + dice).min(dim=1).values.mean() + F.mse_loss(predicted_iou, iou)
+        loss = (bce + dice).mean() + F.mse_loss(predicted_iou, iou)
         chosen = iou.gather(1, predicted_iou.detach().argmax(dim=1, keepdim=True))
         return loss, {"iou": float(chosen.mean())}
 
@@ -188,6 +196,7 @@ def train_segmenter(outdir: str | Path, config: CompactTrainConfig = CompactTrai
                        for b in range(4)]
 
     def validate(net: Any) -> float:
+        torch.manual_seed(VALIDATION_SEED)  # the same prior magnitudes at every validation (`fit` reseeds after)
         with torch.no_grad():
             scores = [trainer.chosen_iou(b).mean() for b in validation]
         return float(torch.stack(scores).mean())

@@ -39,8 +39,9 @@ class PromptedBatch:
             positive point (as the engine pads).
         labels: (B, P) int64, 1 positive, 0 negative.
         targets: (B, H, W) bool, the prompted instance's mask in the slice (may be empty in a propagation step).
-        priors: (B, H, W) bool, the instance's mask in the neighbouring slice (the prior a propagation step
-            would give, and where its point comes from), or None for a batch of start prompts.
+        priors: (B, H, W) bool, the instance's mask in the neighbouring slice, grown, shrunk or shifted by a
+            pixel or few (the prior a propagation step would give, and where its point comes from), or None for a
+            batch of start prompts.
     """
 
     images: np.ndarray
@@ -103,6 +104,19 @@ def _deepest(mask: np.ndarray) -> np.ndarray:
     return np.asarray(np.unravel_index(int(np.argmax(depth)), mask.shape), dtype=np.float64)
 
 
+def _perturbed(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`mask` grown by 0-3 pixels, or shrunk by 1-2 (when something is left), then shifted by up to a pixel."""
+    from scipy import ndimage
+
+    size = int(rng.integers(-2, 4))
+    if size > 0:
+        mask = ndimage.binary_dilation(mask, iterations=size)
+    elif size < 0:
+        shrunk = ndimage.binary_erosion(mask, iterations=-size)
+        mask = shrunk if shrunk.any() else mask
+    return np.roll(mask, tuple(int(v) for v in rng.integers(-1, 2, size=2)), axis=(0, 1))
+
+
 def prompted_samples(tomogram: np.ndarray, instances: np.ndarray, rng: np.random.Generator, count: int,
                      with_prior: bool) -> PromptedBatch:
     """`count` samples from one simulated tomogram (cube-shaped, so every view's slices have one shape).
@@ -130,7 +144,10 @@ def prompted_samples(tomogram: np.ndarray, instances: np.ndarray, rng: np.random
         negatives = [_deepest(labels == i) for i in others]
         if with_prior:
             # a propagation step as the engine takes it: the point from the previous slice's mask, the next slice
-            # to segment; past the instance's end that slice's target is empty, and the model must learn to stop
+            # to segment; past the instance's end that slice's target is empty, and the model must learn to stop.
+            # The previous mask is the model's own at inference, never exact: a grown, shrunk or shifted prior
+            # teaches the model to follow the image rather than copy the prior.
+            shown = _perturbed(shown, rng)
             priors.append(shown)
             index += int(rng.choice([-1, 1]))
             target = view_slice(instances, view, index) == label
