@@ -127,7 +127,7 @@ def test_a_training_step_learns_a_fixed_batch():
     classes[:, 8:16, 8:16] = 1
     images[:, 20:28, 20:28] += 2.0  # a bright one of class 2
     classes[:, 20:28, 20:28] = 2
-    batch = FeatureBatch(images, classes, np.zeros((0, 1, 1), np.float32))
+    batch = FeatureBatch(images, classes, np.zeros((0, 32, 32), np.float32))
     net_config = CompactFeaturesConfig()
     network = build_network(net_config)
     optimizer = torch.optim.AdamW(network.parameters(), lr=3e-3)

@@ -83,7 +83,7 @@ class FeatureBatch:
     Attributes:
         images: (B, H, W) float32 normalised slices.
         classes: (B, H, W) int64 class ids, equal ids for equal class names across the run (0 background).
-        real: (R, H', W') float32 normalised real slices for the self-supervised term (R may be 0).
+        real: (R, H, W) float32 normalised real slices for the self-supervised term (R may be 0).
     """
 
     images: np.ndarray
@@ -120,8 +120,12 @@ def _slices(volume: np.ndarray, labels: np.ndarray, rng: np.random.Generator, co
     return np.stack(images), np.stack(classes)
 
 
-def read_real_slices(paths: tuple[str, ...], side: int) -> np.ndarray:
-    """(N, side, side) normalised centre crops of every slice (along the first axis) of the given images."""
+def read_real_slices(paths: tuple[str, ...], side: int) -> list[np.ndarray]:
+    """Every slice (along the first axis) of the given images, each normalised; refused when smaller than `side`.
+
+    Returns:
+        one (N_i, H_i, W_i) float32 stack per file.
+    """
     from ..io.volumes import read_volume
     from ..models.filterbank import robust_normalize
 
@@ -129,12 +133,22 @@ def read_real_slices(paths: tuple[str, ...], side: int) -> np.ndarray:
     for path in paths:
         data = np.asarray(read_volume(path).data, np.float32)
         data = data[None] if data.ndim == 2 else data
-        h, w = data.shape[1:]
-        if min(h, w) < side:
-            raise InputError(f"{path}: slices of {h}x{w} are smaller than the {side}-pixel training crops")
-        y, x = (h - side) // 2, (w - side) // 2
-        out.append(robust_normalize(data[:, y:y + side, x:x + side]))
-    return np.concatenate(out) if out else np.zeros((0, side, side), np.float32)
+        if min(data.shape[1:]) < side:
+            raise InputError(f"{path}: slices of {data.shape[1]}x{data.shape[2]} are smaller than the {side}-pixel "
+                             "training slices")
+        out.append(robust_normalize(data))
+    return out
+
+
+def random_crops(stacks: list[np.ndarray], count: int, side: int, rng: np.random.Generator) -> np.ndarray:
+    """(count, side, side) crops at random places of random slices of `stacks`."""
+    out = np.empty((count, side, side), np.float32)
+    for i in range(count):
+        stack = stacks[int(rng.integers(len(stacks)))]
+        k = int(rng.integers(len(stack)))
+        y, x = (int(rng.integers(n - side + 1)) for n in stack.shape[1:])
+        out[i] = stack[k, y:y + side, x:x + side]
+    return out
 
 
 def supervised_contrastive(cells: Any, classes: Any) -> Any:
@@ -166,28 +180,26 @@ def _augment(images: Any) -> tuple[Any, int, bool]:
     """A noisier, turned and flipped copy: (images', k quarter turns, flipped)."""
     import torch
 
-    k = int(torch.randint(4, (1,), ))
-    flip = bool(torch.randint(2, (1,), ))
-    noisy = images + 0.5 * torch.randn(images.shape, )
-    out = torch.rot90(noisy, k, dims=(-2, -1))
+    k = int(torch.randint(4, (1,)))
+    flip = bool(torch.randint(2, (1,)))
+    out = torch.rot90(images + 0.5 * torch.randn(images.shape), k, dims=(-2, -1))
     return (torch.flip(out, dims=(-1,)) if flip else out), k, flip
 
 
-def view_consistency(network: Any, images: Any, config: CompactFeaturesConfig) -> Any:
-    """InfoNCE between each cell of `images` (R, H, W) and the same cell of an augmented copy."""
+def view_consistency(a: Any, b: Any, k: int, flip: bool) -> Any:
+    """InfoNCE between each cell of a slice and the same cell of its augmented copy.
+
+    Args:
+        a: (R, D, h, w) cell vectors of the real slices; b: those of their copies made by `_augment` with (k, flip).
+    """
     import torch
     import torch.nn.functional as F
 
-    from ..models.compact_features import cell_embeddings
-
-    a = cell_embeddings(network, images, config)
-    augmented, k, flip = _augment(images)
-    b = cell_embeddings(network, augmented, config)
     b = torch.flip(b, dims=(-1,)) if flip else b
     b = torch.rot90(b, -k, dims=(-2, -1))  # back onto a's grid (the crops are square)
     za = a.permute(0, 2, 3, 1).reshape(-1, a.shape[1])
     zb = b.permute(0, 2, 3, 1).reshape(-1, b.shape[1])
-    take = torch.randperm(len(za), )[:CELLS_PER_BATCH // 2]
+    take = torch.randperm(len(za))[:CELLS_PER_BATCH // 2]
     logits = za[take] @ zb[take].T / TEMPERATURE
     return F.cross_entropy(logits, torch.arange(len(take)))
 
@@ -226,14 +238,21 @@ def feature_loss(network: Any, batch: FeatureBatch, net_config: CompactFeaturesC
 
     from ..models.compact_features import cell_embeddings
 
-    cells = cell_embeddings(network, torch.from_numpy(batch.images), net_config)
+    images = torch.from_numpy(batch.images)
+    n, r = len(images), len(batch.real)
+    if r:  # one pass for simulated, real and augmented slices (all of one side): one set of batch-norm statistics
+        real = torch.from_numpy(batch.real)
+        augmented, k, flip = _augment(real)
+        images = torch.cat([images, real, augmented])
+    cells = cell_embeddings(network, images, net_config)
     classes = torch.from_numpy(cell_classes(batch.classes, net_config.stride))
-    loss = supervised_contrastive(cells.permute(0, 2, 3, 1).reshape(-1, cells.shape[1]), classes.reshape(-1))
+    simulated = cells[:n]
+    loss = supervised_contrastive(simulated.permute(0, 2, 3, 1).reshape(-1, cells.shape[1]), classes.reshape(-1))
     metrics = {"supcon": float(loss.detach())}
-    if len(batch.real):
-        real = view_consistency(network, torch.from_numpy(batch.real), net_config)
-        loss = loss + real_weight * real
-        metrics["real"] = float(real.detach())
+    if r:
+        consistency = view_consistency(cells[n:n + r], cells[n + r:], k, flip)
+        loss = loss + real_weight * consistency
+        metrics["real"] = float(consistency.detach())
     return loss, metrics
 
 
@@ -244,7 +263,7 @@ class _Run:
         self.config = config
         self.net_config = net_config
         self.names = ClassIds()
-        self.real = read_real_slices(config.real, config.shape[1]) if config.real else None
+        self.real = read_real_slices(config.real, config.shape[1])
         self.validation = [self._scene_slices(VALIDATION_SEED + config.seed + k, 16) for k in range(2)]
 
     def _scene_slices(self, seed: int, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -266,8 +285,8 @@ class _Run:
             images, classes = self._scene_slices(seed, cfg.batches_per_scene * cfg.batch_size)
             for b in range(cfg.batches_per_scene):
                 part = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
-                real = (self.real[rng.integers(len(self.real), size=cfg.batch_size // 2)]
-                        if self.real is not None and len(self.real) else np.zeros((0, 1, 1), np.float32))
+                real = (random_crops(self.real, cfg.batch_size // 2, cfg.shape[1], rng) if self.real
+                        else np.zeros((0, *cfg.shape[1:]), np.float32))
                 out.append(FeatureBatch(images[part], classes[part], real))
         return out
 
