@@ -29,6 +29,7 @@ No pretrained SAM or MAE weights exist on the development machine: every encoder
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import platform
@@ -296,6 +297,39 @@ def time_epochs(ds: Dataset, choice, train_cfg, repeats: int) -> dict:
             "encode": statistics.median([e for _, e in without])}
 
 
+def real_size_cache(n_slices: int, threads: int, out: Path | None) -> int:
+    """The cache target with the encoders a user has: real-size SAM ViT-B and MAE ViT-B architectures (random
+    weights, saved to a temporary folder and loaded as weights folders; runtime does not depend on the values), one
+    epoch of each kind over `n_slices` ISBI training slices (one batch), after one warm-up of each."""
+    import tempfile
+
+    import torch
+    from transformers import ViTMAEConfig, ViTMAEModel
+
+    from cryoseg.models.tiny import build_from_config, full_size_config
+    from cryoseg.scsam.encoders import EncoderChoice
+    from cryoseg.train.config import TrainConfig
+
+    torch.set_num_threads(threads)
+    ds = load_isbi(quick=True)
+    ds = dataclasses.replace(ds, train_images=[ds.train_images[0][:n_slices]],
+                             train_labels=[ds.train_labels[0][:n_slices]])
+    with tempfile.TemporaryDirectory() as tmp:
+        build_from_config("SamModel", full_size_config("sam-vit-b")).save_pretrained(f"{tmp}/sam")
+        ViTMAEModel(ViTMAEConfig()).save_pretrained(f"{tmp}/mae")  # the default config is ViT-B/16 at 224 px
+        choice = EncoderChoice("sam-vit-b", "mae-vit-base", sam_weights=f"{tmp}/sam", mae_weights=f"{tmp}/mae")
+        t = time_epochs(ds, choice, TrainConfig(epochs=1, batch_size=n_slices), repeats=1)
+    ratio = t["uncached"] / t["cached"]
+    lines = ["| encoders | training slices | embed all once (s) | epoch with cache (s) | epoch without cache (s) | "
+             "without / with | >= 5x |", "|---|---:|---:|---:|---:|---:|---|",
+             f"| SAM ViT-B + MAE ViT-B (real size, random weights) | {t['slices']} | {t['embed_once']:.1f} | "
+             f"{t['cached']:.3f} | {t['uncached']:.1f} | {ratio:.0f}x | {'yes' if ratio >= 5 else 'no'} |"]
+    print("\n".join(lines))
+    if out:
+        out.write_text("\n".join(lines) + "\n")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- report
 
 
@@ -321,7 +355,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["isbi", "sim", "deepfinder"], action="append", default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="markdown file for the tables")
+    parser.add_argument("--real-size-cache", type=int, default=None, metavar="N",
+                        help="only time epochs with and without the embedding cache for real-size SAM ViT-B + MAE "
+                             "ViT-B (random weights) on N ISBI slices")
     args = parser.parse_args(argv)
+    if args.real_size_cache:
+        return real_size_cache(args.real_size_cache, args.threads, args.out)
 
     import torch
 

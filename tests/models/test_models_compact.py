@@ -78,3 +78,17 @@ def test_without_shipped_weights_the_message_says_how_to_train_them(tmp_path, mo
     monkeypatch.setattr(compact, "PACKAGED", tmp_path)
     with pytest.raises(WeightsNotFoundError, match="cryoseg train segmenter"):
         load_segmenter("compact-sam")
+
+
+def test_the_shipped_compact_models_load_offline_within_the_size_budget():
+    from cryoseg.models.compact import PACKAGED, packaged_folder
+    from cryoseg.models.loaders import load_feature_extractor, load_segmenter
+
+    folders = [packaged_folder(name) for name in ("compact-sam", "compact-features")]
+    assert all(folders), folders  # shipped, and every file matches its recorded sha256
+    assert sum(p.stat().st_size for p in PACKAGED.rglob("*") if p.is_file()) <= 25 * 2**20
+    segmenter = load_segmenter("compact-sam", device="cpu")
+    image = np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32)
+    assert segmenter.predict(segmenter.embed(image), np.array([[[32.0, 32.0]]]), np.array([[1]])).masks.shape == (
+        1, 1, 64, 64)
+    assert load_feature_extractor("compact-features").extract(image[None]).features.shape == (1, 32, 16, 16)

@@ -64,3 +64,21 @@ def test_samples_prompt_one_instance_at_its_deepest_pixel():
             assert (not prior[r, c]) if label == 0 else np.array_equal(point, points[0])
     again = prompted_samples(tomogram, instances, np.random.default_rng(0), 6, with_prior=False)
     assert np.array_equal(again.points, start.points) and np.array_equal(again.targets, start.targets)
+
+
+def test_added_noise_covers_smooth_and_rough_textures():
+    from cryoseg.train.prompted import added_noise
+
+    rng = np.random.default_rng(0)
+    image = np.zeros((64, 64), np.float32)
+    image[20:40, 20:40] = 1.0
+
+    def neighbour_correlation(x: np.ndarray) -> float:
+        x = x - image
+        return float((x[:, 1:] * x[:, :-1]).mean() / x.var()) if x.any() else float("nan")
+
+    noisy = [added_noise(image, rng) for _ in range(40)]
+    unchanged = sum(np.array_equal(n, image) for n in noisy)
+    assert 10 <= unchanged <= 30  # about half are left as they are
+    textures = [neighbour_correlation(n) for n in noisy if not np.array_equal(n, image)]
+    assert min(textures) < -0.2 and max(textures) > -0.1  # high-passed (anti-correlated) and white noise

@@ -1,5 +1,6 @@
 """Training samples for a promptable segmenter, made on the fly by the simulator: a slice of a simulated tomogram in
-any view, a point on one instance placed as cross-plane self-prompting places it (the instance's deepest pixel),
+any view (half of them with extra white or high-passed noise), a point on one instance placed as cross-plane
+self-prompting places it (the instance's deepest pixel),
 sometimes negative points on other instances of the slice,
 and the instance's exact mask in that slice as the target. A propagation sample is laid out as the engine steps: the
 instance's mask in one slice is the mask-logit prior and gives the point (its deepest pixel), the target is the
@@ -117,6 +118,22 @@ def _perturbed(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.roll(mask, tuple(int(v) for v in rng.integers(-1, 2, size=2)), axis=(0, 1))
 
 
+def added_noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`image` (H, W) with, half of the time, extra noise of 0.3-2 times its std: white, or high-passed (each pixel
+    anti-correlated with its neighbours). Simulated noise is smooth (the CTF and the reconstruction correlate
+    neighbours, about +0.4); real tomograms differ with their binning, filtering and noise model (the DeepFinder
+    toy tomograms' neighbours correlate about -0.3), and a model trained on one texture alone fails on the other."""
+    from scipy import ndimage
+
+    if rng.random() < 0.5:
+        return image
+    noise = rng.normal(size=image.shape).astype(np.float32)
+    if rng.random() < 0.5:
+        noise = noise - ndimage.gaussian_filter(noise, 1.0)
+        noise /= noise.std()
+    return image + float(rng.uniform(0.3, 2.0)) * float(image.std()) * noise
+
+
 def prompted_samples(tomogram: np.ndarray, instances: np.ndarray, rng: np.random.Generator, count: int,
                      with_prior: bool) -> PromptedBatch:
     """`count` samples from one simulated tomogram (cube-shaped, so every view's slices have one shape).
@@ -153,7 +170,7 @@ def prompted_samples(tomogram: np.ndarray, instances: np.ndarray, rng: np.random
             target = view_slice(instances, view, index) == label
         else:
             target = shown
-        images.append(np.asarray(view_slice(tomogram, view, index), np.float32))
+        images.append(added_noise(np.asarray(view_slice(tomogram, view, index), np.float32), rng))
         positive = _deepest(shown)
         pad = [positive] * (MAX_NEGATIVES - len(negatives))
         points.append(np.stack([positive, *negatives, *pad]))
