@@ -22,6 +22,7 @@ train_app = typer.Typer(name="train", help="Train cryoseg's own compact models o
 
 _DEFAULT = CompactTrainConfig()
 _FEATURES_DEFAULT = FeatureTrainConfig()
+DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: a GPU when there is one, else the CPU)."
 SHIP_HELP = "Copy the trained model into the installed package as the model's default weights (for cryoseg's developers)."
 
 
@@ -46,6 +47,7 @@ def segmenter_command(
     seed: int | None = typer.Option(None, "--seed", help=f"Seed of the scenes and weights (default {_DEFAULT.seed})."),
     templates: Path | None = typer.Option(None, "--templates", help="Folder of MRC density maps to draw particle "
                                                                     "kinds from, besides the built-in shapes."),
+    device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted training of this output."),
     ship: bool = typer.Option(False, "--ship", help=SHIP_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
@@ -54,7 +56,8 @@ def segmenter_command(
     from ..pipelines.compact import train_segmenter
 
     config = CompactTrainConfig(**only_set({"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-                                            "templates": str(templates) if templates else None}))
+                                            "templates": str(templates) if templates else None,
+                                            "device": device}))
     check_output_dir(output, overwrite or resume)
     record = train_segmenter(output, config, resume=resume)
     say(f"{len(record['history']['train_loss'])} epoch(s); best validation IoU {record['validation_iou']:.3f}; "
@@ -75,6 +78,7 @@ def features_command(
                                                                     "kinds from, besides the built-in shapes."),
     real: list[Path] = typer.Option([], "--real", help="Real unlabelled images (MRC/TIFF stacks or volumes) for the "
                                                        "self-supervised term; repeat for several."),
+    device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted training of this output."),
     ship: bool = typer.Option(False, "--ship", help=SHIP_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
@@ -87,7 +91,7 @@ def features_command(
             raise FileNotFoundError(f"{path}: no such file (--real)")
     config = FeatureTrainConfig(**only_set({"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                                             "templates": str(templates) if templates else None,
-                                            "real": tuple(str(p) for p in real) or None}))
+                                            "real": tuple(str(p) for p in real) or None, "device": device}))
     check_output_dir(output, overwrite or resume)
     record = train_features(output, config, resume=resume)
     say(f"{len(record['history']['train_loss'])} epoch(s); best validation mAP {record['validation_map']:.3f}; "

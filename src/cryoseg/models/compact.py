@@ -20,6 +20,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 PACKAGED = Path(__file__).resolve().parent / "packaged"
 CHECKSUMS = "SHA256SUMS"
+# compact-sam sees every slice through a Gaussian of this sigma (pixels), in training and use alike: tomograms differ
+# most in their finest noise (smooth in the simulator, anti-correlated between neighbours in the DeepFinder toy
+# tomograms, where an unsmoothed model found almost nothing), which a one-pixel low-pass evens out
+LOW_PASS_SIGMA = 1.0
 
 
 def compact_sam_config() -> PretrainedConfig:

@@ -235,6 +235,10 @@ def load_segmenter(
     from .hf_segmenters import HFPromptableSegmenter
 
     model, whash = _hf_model_on_device(spec, weights, device, dtype, download)
+    if spec.name == "compact-sam":
+        from .compact_sam import CompactSamSegmenter
+
+        return CompactSamSegmenter(model, whash)
     return HFPromptableSegmenter(model, spec.family, spec.name, whash)
 
 

@@ -48,9 +48,11 @@ class CompactTrainConfig:
         templates: folder of MRC density maps to draw particle kinds from (besides the built-in shapes).
         val_scenes: held-out tomograms for validation.
         patience: stop after this many epochs without a better validation IoU.
+        device: where to train: "cpu", "cuda", "cuda:N", "mps", or None for the best available (a GPU when there
+            is one).
     """
 
-    epochs: int = 40
+    epochs: int = 90
     scenes: int = 2
     batches_per_scene: int = 8
     batch_size: int = 8
@@ -58,8 +60,9 @@ class CompactTrainConfig:
     seed: int = 0
     shape: tuple[int, int, int] = (128, 128, 128)
     templates: str | None = None
-    val_scenes: int = 1
-    patience: int = 10
+    val_scenes: int = 2
+    patience: int = 45
+    device: str | None = None
 
     def __post_init__(self) -> None:
         if len(set(self.shape)) != 1:
@@ -107,10 +110,10 @@ class _Trainer:
     """The step and validation of `fit` for one compact SAM."""
 
     def __init__(self, model: Any, image_side: int) -> None:
-        from ..models.hf_segmenters import HFPromptableSegmenter
+        from ..models.compact_sam import CompactSamSegmenter
 
         self.model = model
-        self.wrapper = HFPromptableSegmenter(model, "sam", "compact-sam", "training")
+        self.wrapper = CompactSamSegmenter(model, "training")  # the preprocessing of inference, low-pass included
         self.geometry = self.wrapper.geometry((image_side, image_side))
 
     def forward(self, batch: PromptedBatch) -> tuple[Any, Any]:
@@ -122,14 +125,15 @@ class _Trainer:
 
         geom = self.geometry
         pixels = self.wrapper.model_input(batch.images, geom, to_sam_input)
-        points = torch.as_tensor(geom.prompts_to_model(batch.points)[:, None], dtype=torch.float32)
+        device = pixels.device
+        points = torch.as_tensor(geom.prompts_to_model(batch.points)[:, None], dtype=torch.float32, device=device)
         kwargs = {}
         if batch.priors is not None:
             magnitudes = torch.empty(len(batch.priors)).uniform_(*PRIOR_LOGITS).numpy()  # torch: seeded by `fit`
             kwargs["input_masks"] = torch.as_tensor(
-                prior_logits(batch.priors, geom, self.wrapper.low_res, magnitudes)[:, None])
+                prior_logits(batch.priors, geom, self.wrapper.low_res, magnitudes)[:, None], device=device)
         out = self.model(pixel_values=pixels, input_points=points,
-                         input_labels=torch.as_tensor(batch.labels)[:, None],
+                         input_labels=torch.as_tensor(batch.labels, device=device)[:, None],
                          multimask_output=batch.priors is None, **kwargs)
         low = out.pred_masks[:, 0]  # (B, M, h, w)
         logits = logits_to_image(low.reshape(-1, *low.shape[-2:]), geom)
@@ -144,7 +148,7 @@ class _Trainer:
         import torch.nn.functional as F
 
         logits, predicted_iou = self.forward(batch)
-        target = torch.as_tensor(batch.targets, dtype=torch.float32)[:, None].expand_as(logits)
+        target = torch.as_tensor(batch.targets, dtype=torch.float32, device=logits.device)[:, None].expand_as(logits)
         prob = torch.sigmoid(logits)
         dice = 1 - (2 * (prob * target).sum((2, 3)) + 1) / (prob.sum((2, 3)) + target.sum((2, 3)) + 1)
         bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean((2, 3))
@@ -158,7 +162,7 @@ class _Trainer:
         import torch
 
         logits, predicted_iou = self.forward(batch)
-        iou = _iou(logits > 0, torch.as_tensor(batch.targets)[:, None].expand_as(logits))
+        iou = _iou(logits > 0, torch.as_tensor(batch.targets, device=logits.device)[:, None].expand_as(logits))
         return iou.gather(1, predicted_iou.argmax(dim=1, keepdim=True))[:, 0]
 
 
@@ -181,12 +185,13 @@ def train_segmenter(outdir: str | Path, config: CompactTrainConfig = CompactTrai
 
     from ..io.atomic import atomic_path
     from ..models.compact import compact_sam_config
+    from ..models.device import resolve_device
     from ..models.tiny import build_from_config
     from ..train import TrainConfig, fit, plot_curves
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    model = build_from_config("SamModel", compact_sam_config(), seed=config.seed)
+    model = build_from_config("SamModel", compact_sam_config(), seed=config.seed).to(resolve_device(config.device))
     trainer = _Trainer(model, config.shape[0])
     val_rng = np.random.default_rng(VALIDATION_SEED)
     validation = []
@@ -209,6 +214,6 @@ def train_segmenter(outdir: str | Path, config: CompactTrainConfig = CompactTrai
     record = {"model": "compact-sam", "config": asdict(config), "history": history.to_dict(),
               "validation_iou": max(history.val_metric) if history.val_metric else None}
     with atomic_path(outdir / "model", is_dir=True) as tmp:
-        model.save_pretrained(tmp)
+        model.cpu().save_pretrained(tmp)
         (tmp / "training.json").write_text(json.dumps(record, indent=2, default=str))
     return record

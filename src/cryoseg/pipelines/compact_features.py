@@ -52,9 +52,10 @@ class FeatureTrainConfig:
         real: image files (MRC, TIFF; 2D stacks or volumes) of real unlabelled slices for the self-supervised term.
         real_weight: weight of that term.
         patience: stop after this many epochs without a better validation mAP.
+        device: where to train: "cpu", "cuda", "cuda:N", "mps", or None for the best available.
     """
 
-    epochs: int = 30
+    epochs: int = 80
     scenes: int = 2
     batches_per_scene: int = 6
     batch_size: int = 8
@@ -64,7 +65,8 @@ class FeatureTrainConfig:
     templates: str | None = None
     real: tuple[str, ...] = ()
     real_weight: float = 0.5
-    patience: int = 10
+    patience: int = 20
+    device: str | None = None
 
     def __post_init__(self) -> None:
         if len(set(self.shape)) != 1:
@@ -163,12 +165,12 @@ def supervised_contrastive(cells: Any, classes: Any) -> Any:
 
     fg = torch.nonzero(classes > 0)[:, 0]
     bg = torch.nonzero(classes == 0)[:, 0]
-    take_fg = fg[torch.randperm(len(fg), )[:CELLS_PER_BATCH // 2]]
-    take_bg = bg[torch.randperm(len(bg), )[:CELLS_PER_BATCH - len(take_fg)]]
+    take_fg = fg[torch.randperm(len(fg), device=cells.device)[:CELLS_PER_BATCH // 2]]
+    take_bg = bg[torch.randperm(len(bg), device=cells.device)[:CELLS_PER_BATCH - len(take_fg)]]
     index = torch.cat([take_fg, take_bg])
     z, y = cells[index], classes[index]
     logits = z @ z.T / TEMPERATURE
-    self_mask = torch.eye(len(z), dtype=torch.bool)
+    self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
     logits = logits.masked_fill(self_mask, -1e9)
     log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
     positive = (y[:, None] == y[None]) & ~self_mask
@@ -182,7 +184,7 @@ def _augment(images: Any) -> tuple[Any, int, bool]:
 
     k = int(torch.randint(4, (1,)))
     flip = bool(torch.randint(2, (1,)))
-    out = torch.rot90(images + 0.5 * torch.randn(images.shape), k, dims=(-2, -1))
+    out = torch.rot90(images + 0.5 * torch.randn(images.shape, device=images.device), k, dims=(-2, -1))
     return (torch.flip(out, dims=(-1,)) if flip else out), k, flip
 
 
@@ -199,9 +201,9 @@ def view_consistency(a: Any, b: Any, k: int, flip: bool) -> Any:
     b = torch.rot90(b, -k, dims=(-2, -1))  # back onto a's grid (the crops are square)
     za = a.permute(0, 2, 3, 1).reshape(-1, a.shape[1])
     zb = b.permute(0, 2, 3, 1).reshape(-1, b.shape[1])
-    take = torch.randperm(len(za))[:CELLS_PER_BATCH // 2]
+    take = torch.randperm(len(za), device=za.device)[:CELLS_PER_BATCH // 2]
     logits = za[take] @ zb[take].T / TEMPERATURE
-    return F.cross_entropy(logits, torch.arange(len(take)))
+    return F.cross_entropy(logits, torch.arange(len(take), device=logits.device))
 
 
 def cell_classes(classes: np.ndarray, stride: int) -> np.ndarray:
@@ -238,14 +240,15 @@ def feature_loss(network: Any, batch: FeatureBatch, net_config: CompactFeaturesC
 
     from ..models.compact_features import cell_embeddings
 
-    images = torch.from_numpy(batch.images)
+    device = next(network.parameters()).device
+    images = torch.from_numpy(batch.images).to(device)
     n, r = len(images), len(batch.real)
     if r:  # one pass for simulated, real and augmented slices (all of one side): one set of batch-norm statistics
-        real = torch.from_numpy(batch.real)
+        real = torch.from_numpy(batch.real).to(device)
         augmented, k, flip = _augment(real)
         images = torch.cat([images, real, augmented])
     cells = cell_embeddings(network, images, net_config)
-    classes = torch.from_numpy(cell_classes(batch.classes, net_config.stride))
+    classes = torch.from_numpy(cell_classes(batch.classes, net_config.stride)).to(device)
     simulated = cells[:n]
     loss = supervised_contrastive(simulated.permute(0, 2, 3, 1).reshape(-1, cells.shape[1]), classes.reshape(-1))
     metrics = {"supcon": float(loss.detach())}
@@ -301,8 +304,9 @@ class _Run:
         flat = []
         with torch.no_grad():
             for images, classes in self.validation:
-                cells = cell_embeddings(network, torch.from_numpy(images), self.net_config)
-                flat.append((cells.permute(0, 2, 3, 1).reshape(-1, cells.shape[1]).numpy(),
+                device = next(network.parameters()).device
+                cells = cell_embeddings(network, torch.from_numpy(images).to(device), self.net_config)
+                flat.append((cells.permute(0, 2, 3, 1).reshape(-1, cells.shape[1]).cpu().numpy(),
                              cell_classes(classes, self.net_config.stride).reshape(-1)))
         (qa, ca), (qb, cb) = flat
         return 0.5 * (retrieval_map(qa, ca, qb, cb) + retrieval_map(qb, cb, qa, ca))
@@ -318,12 +322,13 @@ def train_features(outdir: str | Path, config: FeatureTrainConfig = FeatureTrain
 
     from ..io.atomic import atomic_path
     from ..models.compact_features import build_network, save_folder
+    from ..models.device import resolve_device
     from ..train import TrainConfig, fit, plot_curves
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    network = build_network(net_config)
+    network = build_network(net_config).to(resolve_device(config.device))
     run = _Run(config, net_config)
     settings = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed,
                            patience=config.patience)
@@ -334,5 +339,5 @@ def train_features(outdir: str | Path, config: FeatureTrainConfig = FeatureTrain
               "history": history.to_dict(), "class_names": run.names.ids,
               "validation_map": max(history.val_metric) if history.val_metric else None}
     with atomic_path(outdir / "model", is_dir=True) as tmp:
-        save_folder(network, net_config, tmp, json.loads(json.dumps(record, default=str)))
+        save_folder(network.cpu(), net_config, tmp, json.loads(json.dumps(record, default=str)))
     return record
