@@ -92,3 +92,29 @@ def test_the_shipped_compact_models_load_offline_within_the_size_budget():
     assert segmenter.predict(segmenter.embed(image), np.array([[[32.0, 32.0]]]), np.array([[1]])).masks.shape == (
         1, 1, 64, 64)
     assert load_feature_extractor("compact-features").extract(image[None]).features.shape == (1, 32, 16, 16)
+
+
+def test_compact_sam_sees_low_passed_slices_in_training_and_use(tmp_path):
+    from scipy import ndimage
+
+    from cryoseg.models.compact import LOW_PASS_SIGMA, compact_sam_config
+    from cryoseg.models.compact_sam import CompactSamSegmenter
+    from cryoseg.models.hf_segmenters import HFPromptableSegmenter
+    from cryoseg.models.loaders import load_segmenter
+    from cryoseg.models.preprocess import to_sam_input
+    from cryoseg.models.tiny import build_from_config
+    from cryoseg.pipelines.compact import _Trainer
+
+    model = build_from_config("SamModel", compact_sam_config(), seed=0)
+    model.save_pretrained(tmp_path / "model")
+    segmenter = load_segmenter("compact-sam", weights=tmp_path / "model", device="cpu")
+    assert isinstance(segmenter, CompactSamSegmenter) and segmenter.signature()["low_pass_sigma"] == LOW_PASS_SIGMA
+    assert isinstance(_Trainer(model, 64).wrapper, CompactSamSegmenter)  # training feeds the model the same way
+    plain = HFPromptableSegmenter(model, "sam", "compact-sam", "x")
+    image = np.random.default_rng(0).normal(size=(2, 64, 64)).astype(np.float32)
+    geometry = segmenter.geometry((64, 64))
+    smoothed = ndimage.gaussian_filter(image, (0, LOW_PASS_SIGMA, LOW_PASS_SIGMA))
+    assert np.array_equal(segmenter.model_input(image, geometry, to_sam_input).numpy(),
+                          plain.model_input(smoothed, geometry, to_sam_input).numpy())
+    assert not np.array_equal(segmenter.model_input(image, geometry, to_sam_input).numpy(),
+                              plain.model_input(image, geometry, to_sam_input).numpy())
