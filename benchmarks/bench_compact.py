@@ -22,7 +22,9 @@ bench_models.py.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -87,14 +89,14 @@ def microtubule_case():
     return "microtubule crop (real)", volume, [(prompt, wall)], None
 
 
-def instance_iou(segmenter, cases) -> dict[str, float]:
+def instance_iou(segmenter, cases, cache: Path) -> dict[str, float]:
     import cryoseg
 
     out = {}
     for name, volume, pairs, _ in cases:
         scores = []
-        for prompt, truth in pairs:
-            result = cryoseg.segment(volume, prompt[None], segmenter=segmenter)
+        for prompt, truth in pairs:  # one cache folder per tomogram: each slice is embedded once, not per prompt
+            result = cryoseg.segment(volume, prompt[None], segmenter=segmenter, cache_dir=cache / name)
             scores.append(_iou(np.asarray(result.instances.data) > 0, truth))
         out[name] = float(np.mean(scores)) if scores else float("nan")
     return out
@@ -112,8 +114,9 @@ def simulated_dataset(name: str, sim) -> Dataset:
                    names, radius)
 
 
-def one_prompt_pick(dataset: Dataset, cls: int, segmenter, features, seed: int) -> dict:
-    """`cryoseg.pick` from one true centre of `cls`; scored without the prompted particle."""
+def one_prompt_pick(dataset: Dataset, cls: int, segmenter, features, seed: int, cache: Path) -> dict:
+    """`cryoseg.pick` from one true centre of `cls`; scored without the prompted particle. Embeddings and features
+    are kept in `cache` / the tomogram's name, so the picks of one tomogram compute each only once."""
     import cryoseg
     from cryoseg.errors import InputError
     from cryoseg.io.particles import Particles
@@ -121,7 +124,8 @@ def one_prompt_pick(dataset: Dataset, cls: int, segmenter, features, seed: int) 
     prompt = choose_prompts(dataset, cls, 1, seed)
     start = time.perf_counter()
     try:
-        result = cryoseg.pick(dataset.volume, dataset.coords[prompt], segmenter=segmenter, features=features)
+        result = cryoseg.pick(dataset.volume, dataset.coords[prompt], segmenter=segmenter, features=features,
+                              cache_dir=cache / dataset.name)
     except InputError as exc:  # e.g. nothing segmented under the prompt: a miss, reported
         none = Particles(np.zeros((0, 3)), scores=np.zeros(0))
         return score_row(dataset, cls, "", none, time.perf_counter() - start, exclude=prompt,
@@ -131,13 +135,13 @@ def one_prompt_pick(dataset: Dataset, cls: int, segmenter, features, seed: int) 
     return score_row(dataset, cls, "", picks, time.perf_counter() - start, exclude=prompt)
 
 
-def picking_tables(datasets: list[Dataset], segmenters: dict, features: dict, seed: int) -> str:
+def picking_tables(datasets: list[Dataset], segmenters: dict, features: dict, seed: int, cache: Path) -> str:
     rows = {}  # (dataset, cls, segmenter, features) -> row
     for d in datasets:
         for cls in sorted(d.names):
             for s_name, seg in segmenters.items():
                 for f_name, feat in features.items():
-                    rows[d.name, cls, s_name, f_name] = one_prompt_pick(d, cls, seg, feat, seed)
+                    rows[d.name, cls, s_name, f_name] = one_prompt_pick(d, cls, seg, feat, seed, cache)
                     r = rows[d.name, cls, s_name, f_name]
                     print(f"  {d.name} {d.names[cls]} {s_name}+{f_name}: F1 {r['f1']:.3f} AP {r['ap']:.3f} "
                           f"({r['seconds']:.1f} s)", file=sys.stderr)
@@ -168,6 +172,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=10, help="prompted particles per tomogram (instance IoU)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the picking prompt choice")
     parser.add_argument("--no-picking", action="store_true", help="instance IoU only")
+    parser.add_argument("--deepfinder", type=int, default=5, help="DeepFinder toy tomograms in the picking tables")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -180,7 +185,8 @@ def main() -> None:
                   "compact-sam": load_segmenter("compact-sam", weights=args.segmenter_weights, device="cpu")}
     sims = list(simulated_cases(args.tomograms, args.prompts))
     cases = sims + list(deepfinder_cases(args.prompts)) + [microtubule_case()]
-    ious = {name: instance_iou(model, cases) for name, model in segmenters.items()}
+    cache = Path(tempfile.mkdtemp(prefix="bench-compact-"))
+    ious = {name: instance_iou(model, cases, cache) for name, model in segmenters.items()}
     lines = ["| data | instance IoU, classical | instance IoU, compact-sam | difference |", "|---|---|---|---|"]
     for name, *_ in cases:
         a, b = ious["classical"][name], ious["compact-sam"][name]
@@ -189,13 +195,15 @@ def main() -> None:
     gain = mean["compact-sam"] - mean["classical"]
     lines.append(f"| **mean** | {mean['classical']:.3f} | {mean['compact-sam']:.3f} | {gain:+.3f} |")
     lines.append(f"\nTarget: compact-sam's mean >= classical's + 0.10: {'met' if gain >= 0.10 else 'not met'}.")
+    print("\n".join(lines), flush=True)  # the picking tables take much longer
     if not args.no_picking:
         features = {"filterbank": load_feature_extractor("filterbank"),
                     "compact-features": load_feature_extractor("compact-features", weights=args.feature_weights,
                                                                device="cpu")}
         datasets = [simulated_dataset(name, sim) for name, _, _, sim in sims]
-        datasets += [deepfinder(t) for t in range(1, 6)]
-        lines += ["", picking_tables(datasets, segmenters, features, args.seed)]
+        datasets += [deepfinder(t) for t in range(1, args.deepfinder + 1)]
+        lines += ["", picking_tables(datasets, segmenters, features, args.seed, cache)]
+    shutil.rmtree(cache, ignore_errors=True)
     table = "\n".join(lines)
     print(table)
     if args.out:

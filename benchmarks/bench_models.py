@@ -2,6 +2,7 @@
 
     python benchmarks/bench_models.py                     # every case, median of 3 timed runs each
     python benchmarks/bench_models.py --case sam-vit-b --repeats 5 --device cuda --dtype bf16
+    python benchmarks/bench_models.py --case classical compact-sam filterbank compact-features dinov2-vits14 sam-vit-b
     python benchmarks/bench_models.py --threads 1        # steadier timings on a shared CPU
 
 Real-size architectures with random weights, built from configs in code (nothing is downloaded): runtime
@@ -170,7 +171,7 @@ def run_child(case: str, repeats: int, device_name: str, dtype_name: str, thread
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=[*CASES, "all"], default="all")
+    parser.add_argument("--case", choices=[*CASES, "all"], nargs="+", default=["all"])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per case after one warm-up (median)")
     parser.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
     parser.add_argument("--dtype", default="fp32", help="fp32, or fp16/bf16 on a GPU")
@@ -179,9 +180,9 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        run_child(args.case, args.repeats, args.device, args.dtype, args.threads)
+        run_child(args.case[0], args.repeats, args.device, args.dtype, args.threads)
         return
-    cases = list(CASES) if args.case == "all" else [args.case]
+    cases = list(CASES) if "all" in args.case else args.case
     results = {}
     for case in cases:
         command = [sys.executable, __file__, "--case", case, "--child", "--repeats", str(args.repeats),
