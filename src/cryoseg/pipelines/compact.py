@@ -2,14 +2,14 @@
 
 Every epoch simulates a few fresh tomograms (`cryoseg.train.prompted.scene_config`: random templates, SNR, defocus,
 tilt range, membranes and filaments; seeds from the run's seed and the epoch, so a run is reproducible and resumable)
-and draws prompted slices from them in every view: half start prompts (a point only), half propagation steps (the
-neighbouring slice's mask as the mask-logit prior and its deepest pixel as the point; the target is empty past the
-instance's end). The model (`compact-sam`, SAM's architecture in
-a small config) is trained end to end through cryoseg's own preprocessing, so what it learns is what
-`HFPromptableSegmenter` feeds it at inference. Start prompts train SAM's three candidate masks (the loss of the best
-one, as SAM trains ambiguous prompts), propagation steps its single mask. Loss: binary cross-entropy + Dice of the
-mask logits at slice resolution, plus the squared error of the predicted IoU of every candidate. Validation: mean
-IoU of the most confident candidate on scenes of held-out seeds.
+and draws prompted slices from them in every view (`cryoseg.train.prompted.prompted_samples`): half start prompts
+(a point, sometimes negative points), half propagation steps (the neighbouring slice's mask, perturbed, as the
+mask-logit prior and its deepest pixel as the point; the target is empty past the instance's end). The model
+(`compact-sam`, SAM's architecture in a small config) is trained end to end through `CompactSamSegmenter`'s own
+preprocessing (low-pass included), so what it learns is what it is fed at inference. Start prompts train SAM's three
+candidate masks, each toward the instance; propagation steps its single mask. Loss: binary cross-entropy + Dice of
+the mask logits at slice resolution, plus the squared error of the predicted IoU of every candidate. Validation:
+mean IoU of the most confident candidate on scenes of held-out seeds (2D: it does not track 3D quality closely).
 The result is a transformers folder, loadable as `--segmenter compact-sam --weights FOLDER` (or shipped).
 """
 
