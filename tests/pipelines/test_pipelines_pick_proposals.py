@@ -163,3 +163,27 @@ def test_no_leak_warning_when_proposals_are_segmented(volume, fake_matching, cap
     with caplog.at_level("WARNING", logger="cryoseg.pipelines"):
         run(volume)
     assert "fell inside" not in caplog.text
+
+
+def test_proposal_propagation_is_bounded_by_the_prompted_size(fake_matching, monkeypatch):
+    """A proposal on a long rod (a leak-prone structure) propagates at most `proposal_reach` x the prompted
+    instance's largest side per direction; the size filter then rejects it either way."""
+    volume = ball("A")
+    volume[7:14, 7:14, 30:] = True  # a rod along x, 70 voxels long, far from A, 4x its volume
+    proposal = np.array([[10.0, 10.0, 60.0]])
+    monkeypatch.setattr(pick_module, "match", lambda *a, **k: MatchResult(proposal, np.ones(1, np.float32), 1))
+    unbounded = run(volume.astype(np.float32), proposal_reach=None)
+    bounded = run(volume.astype(np.float32))
+    side = 2 * RADII["A"] + 1  # A's bounding box
+    reach = int(np.ceil(1.5 * side))
+    assert max(unbounded.records[1].slices.values()) > reach  # it runs to the rod's ends
+    assert 0 < max(bounded.records[1].slices.values()) <= reach
+    assert bounded.counts["n_predict"] < unbounded.counts["n_predict"]
+    assert [r.status for r in bounded.records] == [r.status for r in unbounded.records] == ["ok", "rejected_size"]
+
+
+def test_proposal_reach_must_be_positive():
+    from cryoseg.errors import InputError
+
+    with pytest.raises(InputError, match="proposal_reach must be positive"):
+        PickConfig(proposal_reach=0)

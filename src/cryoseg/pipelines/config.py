@@ -28,6 +28,11 @@ class PickConfig:
             size changes the cost, not the result: two proposals on one elongated particle must not split it
             (on four simulated 128^3 tomograms, one prompt per class, mutual negatives never raised F1 and
             cut the dumbbell F1 from 0.36 to 0.25 on one by splitting dumbbells).
+        proposal_reach: a proposal propagates at most this many times the prompted particles' largest extent
+            per direction (None: no limit). An instance that grows further is far larger than the prompted ones;
+            without the bound a backend that leaks along a proposal decodes slice after slice of the tomogram
+            before the size filter throws the instance away (a compact-sam pick of one DeepFinder toy class took
+            906 s so).
         feature_views: views whose per-slice features are concatenated for matching.
         slice_step: embed every n-th slice for the features (None: the extractor's stride).
         class_name: object name written to the coordinate files (copick object, STAR class 1).
@@ -38,6 +43,7 @@ class PickConfig:
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     size_ratio: tuple[float, float] = (0.33, 3.0)
     proposal_batch: int = 64
+    proposal_reach: float | None = 1.5
     feature_views: tuple[str, ...] = VIEWS
     slice_step: int | None = None
     class_name: str = "particle"
@@ -48,3 +54,5 @@ class PickConfig:
             raise InputError(f"size_ratio must be (low, high) with 0 <= low <= 1 <= high, got {self.size_ratio}")
         if self.proposal_batch < 1:
             raise InputError(f"proposal_batch must be at least 1, got {self.proposal_batch}")
+        if self.proposal_reach is not None and not self.proposal_reach > 0:
+            raise InputError(f"proposal_reach must be positive (None: no limit), got {self.proposal_reach}")

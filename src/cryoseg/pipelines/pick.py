@@ -204,6 +204,7 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
         reference = query.reference_voxels
     kept = [i for i in prompted if i.status == "ok"]
     radius = equivalent_radius(reference)
+    reach = _proposal_reach(kept, radius, config.proposal_reach)
 
     _stage("stage 2/5: per-slice features of views %s", ",".join(config.feature_views))
     with timer("features"):
@@ -249,7 +250,7 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
                 records.append(InstanceInfo(0, p, "skipped"))
             if not free.any():
                 continue
-            infos = engine.segment(points[free], negatives, others_as_negatives=False)
+            infos = engine.segment(points[free], negatives, others_as_negatives=False, max_slices=reach)
             release_free_memory()  # the embeddings this batch dropped
             for info, index in zip(infos, chosen[free]):
                 records.append(info)
@@ -280,6 +281,15 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
                       score=c["score"], correlation=c["correlation"], similarity=c["similarity"],
                       is_prompt=c["is_prompt"], matches=matches, volume=volume, verification=verification,
                       leaks=tuple(leaks), query=query)
+
+
+def _proposal_reach(prompted: list[InstanceInfo], radius: float, factor: float | None) -> int | None:
+    """Most slices a proposal propagates per direction: `factor` times the largest bounding-box side of the
+    prompted instances (of the equivalent sphere, 2 x `radius`, when a saved query brings no instances)."""
+    if factor is None:
+        return None
+    sides = [max(b - a for a, b in zip(i.bbox[:3], i.bbox[3:])) for i in prompted if i.bbox is not None]
+    return max(1, int(np.ceil(factor * (max(sides) if sides else 2 * radius))))
 
 
 def _verify(volume: np.ndarray, smooth: np.ndarray, matches: MatchResult, query: PickQuery,

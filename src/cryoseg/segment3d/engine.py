@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +81,8 @@ class CrossPlaneSegmenter:
         self.instances: list[InstanceInfo] = []
         self._next_label = 1
 
-    def segment(self, points: Any, negatives: Any = None,
-                others_as_negatives: bool | None = None) -> list[InstanceInfo]:
+    def segment(self, points: Any, negatives: Any = None, others_as_negatives: bool | None = None,
+                max_slices: int | None = None) -> list[InstanceInfo]:
         """Segment one instance per point, all decoded together, and add them to `labels`.
 
         Args:
@@ -91,6 +92,8 @@ class CrossPlaneSegmenter:
                 result the same as segmenting the points one call at a time, in order (a later point inside an
                 earlier instance becomes "duplicate"), which is what machine proposals need: two of them on one
                 object must not split it.
+            max_slices: for this call, propagate at most this many slices per direction (the smaller of it and
+                `config.max_slices`; None: the config's).
 
         Returns:
             One `InstanceInfo` per point, in order (also appended to `instances`).
@@ -100,6 +103,8 @@ class CrossPlaneSegmenter:
         if not len(points):
             return []
         cfg = self.config
+        if max_slices is not None:
+            cfg = replace(cfg, max_slices=min(max_slices, cfg.max_slices or max_slices))
         if others_as_negatives is None:
             others_as_negatives = cfg.others_as_negatives
         per_instance = []
