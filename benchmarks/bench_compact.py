@@ -3,7 +3,7 @@ they never saw?
 
 1. Instance IoU of single prompted 3D segmentations (`cryoseg.segment`, one point at a true particle centre) against
    the exact masks, classical vs compact-sam: simulated 128³ tomograms of held-out seeds (2·10^6 + k; training
-   seeds stay below 10^6) holding only the held-out templates (`cryoseg.train.prompted.HELD_OUT_TEMPLATES`, 1bxn
+   seeds stay below 10^6) holding only the held-out templates (`cryoseg.train.scenes.HELD_OUT_TEMPLATES`, 1bxn
    and 4v4r, never drawn in training), with the random SNR, defocus and tilt of `scene_config`; the DeepFinder toy
    tomograms (a particle's mask is the connected component of its class label under its centre); the real
    microtubule crop (the mask is the wall, 7.5-12.5 nm from the approximate axis; the prompt on the wall).
@@ -43,7 +43,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def simulated_cases(n: int, per_tomogram: int):
     """(name, volume, [(prompt, truth mask)]) for held-out simulated tomograms."""
-    from cryoseg.train.prompted import simulate_scene
+    from cryoseg.train.scenes import simulate_scene
 
     for k in range(n):
         sim = simulate_scene(HELD_OUT + k, (128, 128, 128), SHARED / "templates", held_out=True)
@@ -100,6 +100,20 @@ def instance_iou(segmenter, cases, cache: Path) -> dict[str, float]:
             scores.append(_iou(np.asarray(result.instances.data) > 0, truth))
         out[name] = float(np.mean(scores)) if scores else float("nan")
     return out
+
+
+def iou_table(segmenters: dict, cases: list, cache: Path) -> list[str]:
+    """Markdown lines: each case's mean instance IoU, classical against compact-sam, and the target."""
+    ious = {name: instance_iou(model, cases, cache) for name, model in segmenters.items()}
+    lines = ["| data | instance IoU, classical | instance IoU, compact-sam | difference |", "|---|---|---|---|"]
+    for name, *_ in cases:
+        a, b = ious["classical"][name], ious["compact-sam"][name]
+        lines.append(f"| {name} | {a:.3f} | {b:.3f} | {b - a:+.3f} |")
+    mean = {m: float(np.nanmean(list(v.values()))) for m, v in ious.items()}
+    gain = mean["compact-sam"] - mean["classical"]
+    lines.append(f"| **mean** | {mean['classical']:.3f} | {mean['compact-sam']:.3f} | {gain:+.3f} |")
+    lines.append(f"\nTarget: compact-sam's mean >= classical's + 0.10: {'met' if gain >= 0.10 else 'not met'}.")
+    return lines
 
 
 def simulated_dataset(name: str, sim) -> Dataset:
@@ -172,6 +186,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=10, help="prompted particles per tomogram (instance IoU)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the picking prompt choice")
     parser.add_argument("--no-picking", action="store_true", help="instance IoU only")
+    parser.add_argument("--no-iou", action="store_true", help="the picking tables only")
     parser.add_argument("--deepfinder", type=int, default=5, help="DeepFinder toy tomograms in the picking tables")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -186,16 +201,10 @@ def main() -> None:
     sims = list(simulated_cases(args.tomograms, args.prompts))
     cases = sims + list(deepfinder_cases(args.prompts)) + [microtubule_case()]
     cache = Path(tempfile.mkdtemp(prefix="bench-compact-"))
-    ious = {name: instance_iou(model, cases, cache) for name, model in segmenters.items()}
-    lines = ["| data | instance IoU, classical | instance IoU, compact-sam | difference |", "|---|---|---|---|"]
-    for name, *_ in cases:
-        a, b = ious["classical"][name], ious["compact-sam"][name]
-        lines.append(f"| {name} | {a:.3f} | {b:.3f} | {b - a:+.3f} |")
-    mean = {m: float(np.nanmean(list(v.values()))) for m, v in ious.items()}
-    gain = mean["compact-sam"] - mean["classical"]
-    lines.append(f"| **mean** | {mean['classical']:.3f} | {mean['compact-sam']:.3f} | {gain:+.3f} |")
-    lines.append(f"\nTarget: compact-sam's mean >= classical's + 0.10: {'met' if gain >= 0.10 else 'not met'}.")
-    print("\n".join(lines), flush=True)  # the picking tables take much longer
+    lines = []
+    if not args.no_iou:
+        lines += iou_table(segmenters, cases, cache)
+        print("\n".join(lines), flush=True)  # the picking tables take much longer
     if not args.no_picking:
         features = {"filterbank": load_feature_extractor("filterbank"),
                     "compact-features": load_feature_extractor("compact-features", weights=args.feature_weights,

@@ -17,7 +17,8 @@ def test_a_training_step_learns_a_fixed_batch():
     from cryoseg.models.compact import compact_sam_config
     from cryoseg.models.tiny import build_from_config
     from cryoseg.pipelines.compact import _Trainer
-    from cryoseg.train.prompted import prompted_samples, simulate_scene
+    from cryoseg.train.prompted import prompted_samples
+    from cryoseg.train.scenes import simulate_scene
 
     sim = simulate_scene(1, (48, 48, 48))
     batch = prompted_samples(np.asarray(sim.tomogram.data), np.asarray(sim.instances.data),

@@ -9,14 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from cryoseg.segment3d.propagate import mask_depth
-from cryoseg.train.prompted import (
-    HELD_OUT_TEMPLATES,
-    MAX_NEGATIVES,
-    MIN_AREA,
-    prompted_samples,
-    scene_config,
-    simulate_scene,
-)
+from cryoseg.train.prompted import MAX_NEGATIVES, MIN_AREA, prompted_samples
+from cryoseg.train.scenes import HELD_OUT_TEMPLATES, scene_config, simulate_scene
 
 
 def test_scenes_are_drawn_from_their_seed():

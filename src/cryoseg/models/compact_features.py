@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import CorruptFileError, InputError
 from .base import FeatureExtractor, FeatureMap
 from .filterbank import robust_normalize
+from .unet import check_unet_levels
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -49,11 +50,9 @@ class CompactFeaturesConfig:
     stride: int = 4
 
     def __post_init__(self) -> None:
-        if len(self.channels) < 2 or len(self.strides) != len(self.channels) - 1:
-            raise InputError(f"compact-features needs at least 2 levels and one stride fewer than levels; got "
-                             f"channels {self.channels}, strides {self.strides}")
-        if min(self.dim, self.stride, *self.channels, *self.strides) < 1:
-            raise InputError("compact-features' channels, strides, dim and stride must be whole numbers >= 1")
+        check_unet_levels(self.channels, self.strides, "compact-features")
+        if min(self.dim, self.stride) < 1:
+            raise InputError("compact-features' dim and stride must be whole numbers >= 1")
 
     @property
     def multiple(self) -> int:
@@ -76,7 +75,6 @@ def cell_embeddings(network: Any, images: Any, config: CompactFeaturesConfig) ->
 
     Slices are reflect-padded to a multiple of the U-Net's strides and the result cropped back; cells average the
     pixels they cover (the last row and column may be partial). Differentiable: training uses it too."""
-    import torch
     import torch.nn.functional as F
 
     H, W = images.shape[-2:]
@@ -88,7 +86,7 @@ def cell_embeddings(network: Any, images: Any, config: CompactFeaturesConfig) ->
     pixels = network(x)[..., :H, :W]
     s = config.stride
     cells = F.avg_pool2d(pixels, s, s, ceil_mode=True, count_include_pad=False) if s > 1 else pixels
-    return torch.nn.functional.normalize(cells, dim=1)
+    return F.normalize(cells, dim=1)
 
 
 class CompactFeatureExtractor(FeatureExtractor):

@@ -1,6 +1,6 @@
 """Training cryoseg's compact promptable segmenter on the simulator (`cryoseg train segmenter`).
 
-Every epoch simulates a few fresh tomograms (`cryoseg.train.prompted.scene_config`: random templates, SNR, defocus,
+Every epoch simulates a few fresh tomograms (`cryoseg.train.scenes.scene_config`: random templates, SNR, defocus,
 tilt range, membranes and filaments; seeds from the run's seed and the epoch, so a run is reproducible and resumable)
 and draws prompted slices from them in every view (`cryoseg.train.prompted.prompted_samples`): half start prompts
 (a point, sometimes negative points), half propagation steps (the neighbouring slice's mask, perturbed, as the
@@ -23,65 +23,44 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..train.prompted import PromptedBatch, prompted_samples, simulate_scene
+from ..train.prompted import PromptedBatch, prompted_samples
+from ..train.scenes import VALIDATION_SEED, SceneTrainConfig
 
 logger = logging.getLogger(__name__)
 
-VALIDATION_SEED = 1_000_000  # validation scenes' seeds start here; training seeds stay below
 # magnitudes of the prior's logits, drawn per sample: the model's own low-resolution logits, which propagation hands
 # over, reach about ±10-25
 PRIOR_LOGITS = (4.0, 20.0)
 
 
 @dataclass(frozen=True)
-class CompactTrainConfig:
-    """Settings of `train_segmenter`.
+class CompactTrainConfig(SceneTrainConfig):
+    """Settings of `train_segmenter` (the shared ones: `SceneTrainConfig`).
 
     Attributes:
-        epochs: passes; each simulates `scenes` new tomograms.
-        scenes: tomograms simulated per epoch.
-        batches_per_scene: batches drawn from each tomogram.
-        batch_size: prompted slices per batch.
-        lr: AdamW learning rate.
-        seed: seeds the scenes, the samples and torch.
-        shape: (Z, Y, X) of the simulated tomograms (a cube: every view's slices share one shape).
-        templates: folder of MRC density maps to draw particle kinds from (besides the built-in shapes).
         val_scenes: held-out tomograms for validation.
-        patience: stop after this many epochs without a better validation IoU.
-        device: where to train: "cpu", "cuda", "cuda:N", "mps", or None for the best available (a GPU when there
-            is one).
     """
 
     epochs: int = 90
-    scenes: int = 2
-    batches_per_scene: int = 8
-    batch_size: int = 8
-    lr: float = 1e-3
-    seed: int = 0
-    shape: tuple[int, int, int] = (128, 128, 128)
-    templates: str | None = None
-    val_scenes: int = 2
     patience: int = 45
-    device: str | None = None
+    val_scenes: int = 2
 
     def __post_init__(self) -> None:
-        if len(set(self.shape)) != 1:
-            raise InputError(f"the training tomograms must be cubes, got shape {self.shape}")
-        for name in ("epochs", "scenes", "batches_per_scene", "batch_size", "val_scenes", "patience"):
-            if getattr(self, name) < 1:
-                raise InputError(f"CompactTrainConfig.{name} must be at least 1")
+        super().__post_init__()
+        if self.val_scenes < 1:
+            raise InputError("CompactTrainConfig.val_scenes must be at least 1")
 
 
 def _scene(seed: int, config: CompactTrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    templates = Path(config.templates) if config.templates else None
-    sim = simulate_scene(seed, config.shape, templates)
+    """(Z, Y, X) float32 tomogram and int instance labels of the scene of `seed`."""
+    sim = config.scene(seed)
     return np.asarray(sim.tomogram.data, np.float32), np.asarray(sim.instances.data)
 
 
 def _batches(config: CompactTrainConfig, epoch: int) -> list[PromptedBatch]:
     out = []
     for k in range(config.scenes):
-        seed = (config.seed * 100_003 + epoch * config.scenes + k) % VALIDATION_SEED
+        seed = config.training_seed(epoch, k)
         tomogram, instances = _scene(seed, config)
         rng = np.random.default_rng(seed)
         out += [prompted_samples(tomogram, instances, rng, config.batch_size, with_prior=bool(b % 2))
@@ -187,7 +166,7 @@ def train_segmenter(outdir: str | Path, config: CompactTrainConfig = CompactTrai
     from ..models.compact import compact_sam_config
     from ..models.device import resolve_device
     from ..models.tiny import build_from_config
-    from ..train import TrainConfig, fit, plot_curves
+    from ..train import fit, plot_curves
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -206,9 +185,7 @@ def train_segmenter(outdir: str | Path, config: CompactTrainConfig = CompactTrai
             scores = [trainer.chosen_iou(b).mean() for b in validation]
         return float(torch.stack(scores).mean())
 
-    settings = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed,
-                           patience=config.patience)
-    history = fit(model, lambda epoch: _batches(config, epoch), trainer.step, validate, settings,
+    history = fit(model, lambda epoch: _batches(config, epoch), trainer.step, validate, config.fit_settings(),
                   checkpoint=outdir / "checkpoint.pt", resume=resume)
     plot_curves(history, outdir / "curves.png")
     record = {"model": "compact-sam", "config": asdict(config), "history": history.to_dict(),

@@ -1,7 +1,7 @@
 """Training cryoseg's compact feature extractor on the simulator (`cryoseg train features`).
 
 Metric learning in the manner of TomoTwin, but dense: every epoch simulates fresh tomograms
-(`cryoseg.train.prompted.scene_config`, seeds from the run's seed and the epoch) and takes whole slices in every
+(`cryoseg.train.scenes.scene_config`, seeds from the run's seed and the epoch) and takes whole slices in every
 view; each feature cell is labelled by the simulator's class under its centre (a template's name, "membrane",
 "filament" or background), and a supervised contrastive loss pulls cells of one class together across slices, views
 and tomograms and pushes other classes (and the background) away. Kinds of one size but another shape are
@@ -27,8 +27,7 @@ import numpy as np
 from ..errors import InputError
 from ..geometry import VIEWS, view_length, view_slice
 from ..models.compact_features import CompactFeaturesConfig
-from ..train.prompted import simulate_scene
-from .compact import VALIDATION_SEED
+from ..train.scenes import VALIDATION_SEED, SceneTrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -37,43 +36,20 @@ CELLS_PER_BATCH = 1024  # cells drawn per batch for the contrastive loss (all pa
 
 
 @dataclass(frozen=True)
-class FeatureTrainConfig:
-    """Settings of `train_features`.
+class FeatureTrainConfig(SceneTrainConfig):
+    """Settings of `train_features` (the shared ones: `SceneTrainConfig`; batch_size counts slices).
 
     Attributes:
-        epochs: passes; each simulates `scenes` new tomograms.
-        scenes: tomograms simulated per epoch.
-        batches_per_scene: batches drawn from each tomogram.
-        batch_size: slices per batch.
-        lr: AdamW learning rate.
-        seed: seeds the scenes, the batches and torch.
-        shape: (Z, Y, X) of the simulated tomograms (a cube).
-        templates: folder of MRC density maps to draw particle kinds from (besides the built-in shapes).
         real: image files (MRC, TIFF; 2D stacks or volumes) of real unlabelled slices for the self-supervised term.
         real_weight: weight of that term.
-        patience: stop after this many epochs without a better validation mAP.
-        device: where to train: "cpu", "cuda", "cuda:N", "mps", or None for the best available.
     """
 
-    epochs: int = 80
-    scenes: int = 2
     batches_per_scene: int = 6
-    batch_size: int = 8
-    lr: float = 1e-3
-    seed: int = 0
-    shape: tuple[int, int, int] = (128, 128, 128)
-    templates: str | None = None
     real: tuple[str, ...] = ()
     real_weight: float = 0.5
-    patience: int = 20
-    device: str | None = None
 
     def __post_init__(self) -> None:
-        if len(set(self.shape)) != 1:
-            raise InputError(f"the training tomograms must be cubes, got shape {self.shape}")
-        for name in ("epochs", "scenes", "batches_per_scene", "batch_size", "patience"):
-            if getattr(self, name) < 1:
-                raise InputError(f"FeatureTrainConfig.{name} must be at least 1")
+        super().__post_init__()
         if self.real_weight < 0:
             raise InputError("FeatureTrainConfig.real_weight must be >= 0")
 
@@ -272,8 +248,7 @@ class _Run:
     def _scene_slices(self, seed: int, count: int) -> tuple[np.ndarray, np.ndarray]:
         from ..models.filterbank import robust_normalize
 
-        templates = Path(self.config.templates) if self.config.templates else None
-        sim = simulate_scene(seed, self.config.shape, templates)
+        sim = self.config.scene(seed)
         classes = self.names.map(np.asarray(sim.labels.data), sim.label_names)
         images, labels = _slices(np.asarray(sim.tomogram.data, np.float32), classes, np.random.default_rng(seed),
                                  count)
@@ -284,8 +259,8 @@ class _Run:
         rng = np.random.default_rng([cfg.seed, epoch])
         out = []
         for k in range(cfg.scenes):
-            seed = (cfg.seed * 100_003 + epoch * cfg.scenes + k) % VALIDATION_SEED
-            images, classes = self._scene_slices(seed, cfg.batches_per_scene * cfg.batch_size)
+            images, classes = self._scene_slices(cfg.training_seed(epoch, k),
+                                                cfg.batches_per_scene * cfg.batch_size)
             for b in range(cfg.batches_per_scene):
                 part = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
                 real = (random_crops(self.real, cfg.batch_size // 2, cfg.shape[1], rng) if self.real
@@ -323,16 +298,14 @@ def train_features(outdir: str | Path, config: FeatureTrainConfig = FeatureTrain
     from ..io.atomic import atomic_path
     from ..models.compact_features import build_network, save_folder
     from ..models.device import resolve_device
-    from ..train import TrainConfig, fit, plot_curves
+    from ..train import fit, plot_curves
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     network = build_network(net_config).to(resolve_device(config.device))
     run = _Run(config, net_config)
-    settings = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed,
-                           patience=config.patience)
-    history = fit(network, run.batches, run.step, run.validate, settings, checkpoint=outdir / "checkpoint.pt",
+    history = fit(network, run.batches, run.step, run.validate, config.fit_settings(), checkpoint=outdir / "checkpoint.pt",
                   resume=resume)
     plot_curves(history, outdir / "curves.png")
     record = {"model": "compact-features", "config": asdict(config), "network": asdict(net_config),

@@ -5,26 +5,20 @@ sometimes negative points on other instances of the slice,
 and the instance's exact mask in that slice as the target. A propagation sample is laid out as the engine steps: the
 instance's mask in one slice is the mask-logit prior and gives the point (its deepest pixel), the target is the
 neighbouring slice's mask, empty past the instance's end (where propagation must stop).
-
-Every scene is drawn from a seed: random templates (the shared density maps and the built-in shapes), particle
-count, SNR, defocus, tilt range, vesicles and filaments, so that the same seed always gives the same samples.
+The scenes come from `cryoseg.train.scenes`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
 from ..geometry import VIEWS, view_length, view_slice
 from ..segment3d.propagate import mask_depth
 
 # instances smaller than this in a slice (pixels) are not prompted: a user clicks what can be seen
 MIN_AREA = 12
-# density maps of the shared template folder that training never draws, so benchmarks can test on unseen kinds
-HELD_OUT_TEMPLATES = ("1bxn", "4v4r")
 # most negative points per sample: picking segments many prompts together, each the others' negatives
 MAX_NEGATIVES = 2
 
@@ -50,53 +44,6 @@ class PromptedBatch:
     labels: np.ndarray
     targets: np.ndarray
     priors: np.ndarray | None
-
-
-def scene_config(seed: int, shape: tuple[int, int, int] = (128, 128, 128), templates: Path | None = None,
-                 held_out: bool = False):
-    """A random `SimulationConfig` drawn from `seed`: 2-4 kinds of particle (density maps from `templates`, a
-    folder of MRC files, and built-in shapes), 10-40 particles per 128³, SNR 0.1-1.5, defocus 1.5-4.5 µm, tilt
-    range ±45-70°, 0-2 vesicles, 0-1 filament. SNR is drawn log-uniformly: particle contrast (background minus
-    particle mean over the tomogram's std) of about 0.45-1.1, reaching down to the DeepFinder toy tomograms' 0.5.
-
-    Training scenes never hold the maps named in `HELD_OUT_TEMPLATES`; `held_out=True` makes a test scene of only
-    those (from `templates`, which must then hold them)."""
-    from ..synth import SimulationConfig
-    from ..synth.templates import BUILTIN_SHAPES
-
-    rng = np.random.default_rng(seed)
-    maps = sorted(templates.glob("*.mrc")) if templates is not None else []
-    if held_out:
-        pool = [str(p) for p in maps if p.stem in HELD_OUT_TEMPLATES]
-        if not pool:
-            raise InputError(f"no held-out template ({', '.join(HELD_OUT_TEMPLATES)}) in {templates}")
-    else:
-        pool = [str(p) for p in maps if p.stem not in HELD_OUT_TEMPLATES] + sorted(BUILTIN_SHAPES)
-    kinds = tuple(rng.choice(pool, size=min(len(pool), int(rng.integers(2, 5))), replace=False))
-    tilt = float(rng.uniform(45, 70))
-    particles = max(3, int(rng.integers(10, 41) * np.prod(shape) / 128 ** 3))
-    return SimulationConfig(shape=shape, seed=seed, templates=kinds, particles=particles,
-                            snr=float(np.exp(rng.uniform(np.log(0.1), np.log(1.5)))), defocus=float(rng.uniform(1.5, 4.5)),
-                            tilt_range=(-tilt, tilt), vesicles=int(rng.integers(0, 3)),
-                            filaments=int(rng.integers(0, 2)), threads=1)
-
-
-def simulate_scene(seed: int, shape: tuple[int, int, int] = (128, 128, 128), templates: Path | None = None,
-                   held_out: bool = False):
-    """The `Simulation` of `scene_config(seed, ...)`; where its particles do not fit (large kinds in a small
-    volume), half as many without membranes and filaments, and so on."""
-    import dataclasses
-
-    from ..synth import simulate
-
-    config = scene_config(seed, shape, templates, held_out)
-    while True:
-        try:
-            return simulate(config)
-        except InputError:
-            if config.particles <= 1:
-                raise
-            config = dataclasses.replace(config, particles=config.particles // 2, vesicles=0, filaments=0)
 
 
 def _deepest(mask: np.ndarray) -> np.ndarray:

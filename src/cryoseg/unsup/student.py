@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..models.filterbank import robust_normalize
+from ..models.unet import check_unet_levels
 
 N_CLASSES = 3  # background, membrane, particle (`labels.CLASS_NAMES`)
 
@@ -41,11 +42,7 @@ class StudentConfig:
     overlap: float = 0.25
 
     def __post_init__(self) -> None:
-        if len(self.channels) < 2 or len(self.strides) != len(self.channels) - 1:
-            raise InputError(f"a U-Net needs at least 2 levels and one stride fewer than levels; got channels "
-                             f"{self.channels}, strides {self.strides}")
-        if any(int(c) < 1 for c in self.channels) or any(int(s) < 1 for s in self.strides):
-            raise InputError("channels and strides must be whole numbers >= 1")
+        check_unet_levels(self.channels, self.strides, "the student network")
         step = int(np.prod(self.strides))
         if self.patch < step or self.patch % step:
             raise InputError(f"patch ({self.patch}) must be a multiple of the strides' product ({step})")
