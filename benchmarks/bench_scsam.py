@@ -5,6 +5,8 @@ Tables:
        ScSAM fused (use_sam and use_mae), SAM only (use_mae=False), MAE only (use_sam=False), each with two
        encoder sets: "tiny random" (tiny-sam + tiny-mae, seeded random weights) and "tiny SAM + pretrained MAE"
        (tiny-sam + a tiny-mae pretrained here by `pretrain_mae` on unlabelled slices that no test slice is among);
+       with `--encoders compact-sam`, "compact-sam + pretrained MAE" (cryoseg's shipped compact SAM, trained on
+       simulated tomograms, 256 px input: the one trained SAM available offline);
        and a 2D MONAI U-Net trained on the same slices, the same train/validation split, the same batches, epochs
        and optimizer (cryoseg's `fit`: AdamW, lr, clipping, best epoch by validation mIoU), CE + Dice loss.
      Datasets: ISBI 2012 (train slices 0-13, test 14-19; "membrane"), one simulated tomogram (z split: train on
@@ -50,6 +52,13 @@ if TYPE_CHECKING:  # pragma: no cover
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 TINY_INPUT = 64  # input size of tiny-sam and tiny-mae
+# encoder sets: --encoders key -> the label in the tables, and the (SAM, MAE) registry names; every set but the first
+# uses the MAE pretrained here. compact-sam is cryoseg's own SAM trained on simulated tomograms (256 px, 32x32 tokens):
+# the one SAM with trained weights available offline.
+ENCODER_SETS = {"tiny-random": "tiny random", "tiny-pretrained-mae": "tiny SAM + pretrained MAE",
+                "compact-sam": "compact-sam + pretrained MAE"}
+ENCODER_MODELS = {"tiny-random": ("tiny-sam", "tiny-mae"), "tiny-pretrained-mae": ("tiny-sam", "tiny-mae"),
+                  "compact-sam": ("compact-sam", "tiny-mae")}
 
 
 def peak_rss_mb() -> float:
@@ -134,8 +143,8 @@ def per_class_iou(pred: np.ndarray, truth: np.ndarray, k: int) -> tuple[list[flo
 # ---------------------------------------------------------------------------------------------------- U-Net
 
 
-def _to_input(stack: np.ndarray) -> torch.Tensor:
-    """(N, H, W) -> (N, 1, 64, 64): each slice scaled by its 1st/99th percentiles, resized bilinearly."""
+def _to_input(stack: np.ndarray, side: int) -> torch.Tensor:
+    """(N, H, W) -> (N, 1, side, side): each slice scaled by its 1st/99th percentiles, resized bilinearly."""
     import torch
     import torch.nn.functional as F
 
@@ -143,10 +152,10 @@ def _to_input(stack: np.ndarray) -> torch.Tensor:
     hi = np.percentile(stack, 99, axis=(1, 2), keepdims=True)
     x = np.clip((stack - lo) / np.maximum(hi - lo, 1e-6), 0, 1).astype(np.float32)
     t = torch.from_numpy(x)[:, None]
-    return F.interpolate(t, size=(TINY_INPUT, TINY_INPUT), mode="bilinear", align_corners=False, antialias=True)
+    return F.interpolate(t, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
 
 
-def train_unet(ds: Dataset, train_cfg, val_fraction: float) -> dict:
+def train_unet(ds: Dataset, train_cfg, val_fraction: float, side: int = TINY_INPUT) -> dict:
     import torch
     import torch.nn.functional as F
     from monai.losses import DiceCELoss
@@ -160,7 +169,7 @@ def train_unet(ds: Dataset, train_cfg, val_fraction: float) -> dict:
     images = np.concatenate(ds.train_images)
     labels = np.concatenate(ds.train_labels).astype(np.int64)
     shape = images.shape[1:]
-    x_all = _to_input(images)
+    x_all = _to_input(images, side)
     y_all = torch.from_numpy(labels)
     train_idx, val_idx = split(len(images), val_fraction, train_cfg.seed)  # the same split as ScSAM's
     torch.manual_seed(train_cfg.seed)
@@ -201,11 +210,11 @@ def train_unet(ds: Dataset, train_cfg, val_fraction: float) -> dict:
     seconds = time.perf_counter() - start
     net.eval()
     start = time.perf_counter()
-    pred = predict(net, _to_input(ds.test_images))
+    pred = predict(net, _to_input(ds.test_images, side))
     pred_s = (time.perf_counter() - start) / len(ds.test_images)
     ious, mean = per_class_iou(pred, ds.test_labels, k)
     params = sum(p.numel() for p in net.parameters())
-    return {"model": "MONAI U-Net", "encoders": f"none (64x64 input, {params / 1e3:.0f} k parameters)",
+    return {"model": "MONAI U-Net", "encoders": f"none ({side}x{side} input, {params / 1e3:.0f} k parameters)",
             "ious": ious, "miou": mean, "epochs": history.epochs, "best": history.best_epoch + 1, "train_s": seconds,
             "pred_s": pred_s}
 
@@ -353,6 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 120, quick 8)")
     parser.add_argument("--mae-epochs", type=int, default=None, help="MAE pretraining epochs (default 300, quick 10)")
     parser.add_argument("--only", choices=["isbi", "sim", "deepfinder"], action="append", default=None)
+    parser.add_argument("--encoders", choices=list(ENCODER_SETS), action="append", default=None,
+                        help="encoder sets (default: tiny-random and tiny-pretrained-mae)")
+    parser.add_argument("--unet-input", type=int, default=TINY_INPUT,
+                        help=f"side of the U-Net's resized input (default {TINY_INPUT}, the tiny encoders'; compact-sam "
+                             "sees 256)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="markdown file for the tables")
     parser.add_argument("--real-size-cache", type=int, default=None, metavar="N",
@@ -398,9 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     mae_run = pretrain_mae(unlabelled, mae_cfg, work / "mae")
     mae_s = time.perf_counter() - start
     rss_after_mae = peak_rss_mb()
-    encoder_sets = [("tiny random", EncoderChoice("tiny-sam", "tiny-mae")),
-                    ("tiny SAM + pretrained MAE", EncoderChoice("tiny-sam", "tiny-mae",
-                                                                mae_weights=str(work / "mae" / "encoder")))]
+    pretrained = str(work / "mae" / "encoder")
+    encoder_sets = [(ENCODER_SETS[key], EncoderChoice(*ENCODER_MODELS[key], mae_weights=pretrained if key != "tiny-random"
+                                                      else None))
+                    for key in args.encoders or ["tiny-random", "tiny-pretrained-mae"]]
 
     emit(f"# ScSAM benchmark ({'quick' if args.quick else 'full'})")
     emit()
@@ -412,12 +427,14 @@ def main(argv: list[str] | None = None) -> int:
          f"seed 0, no early stopping (patience = epochs), 20 % of the training slices held out to keep the best "
          f"epoch by validation mIoU (the same split and batches for the U-Net), dihedral augmentation. Encoders: "
          f"\"tiny random\" = tiny-sam + tiny-mae (seeded random weights, 64 px input, width 32, 2 layers); "
-         f"\"tiny SAM + pretrained MAE\" = tiny-sam + tiny-mae pretrained by `pretrain_mae` "
+         f"\"tiny SAM + pretrained MAE\" = tiny-sam + tiny-mae pretrained by `pretrain_mae`; \"compact-sam + "
+         f"pretrained MAE\" = cryoseg's shipped compact-sam (trained on simulated tomograms; 256 px input, 32x32 "
+         f"tokens of 64 channels) + that MAE. The MAE's pretraining: "
          f"({mae_epochs} epochs, {sum(len(v) for v in unlabelled)} unlabelled slices offered, at most "
          f"{mae_cfg.slices} per volume: the ISBI training slices, a second simulated tomogram (seed 1), DeepFinder "
          f"tomo4 + tomo5; {mae_s:.0f} s, reconstruction loss {mae_run.history[0]:.3f} -> "
          f"{mae_run.history[-1]:.3f}). U-Net: MONAI `UNet(spatial_dims=2, channels=(16, 32, 64, 128), "
-         f"strides=(2, 2, 2), num_res_units=2)`, slices resized to 64x64 (the tiny encoders' input), logits resized "
+         f"strides=(2, 2, 2), num_res_units=2)`, slices resized to {args.unet_input}x{args.unet_input}, logits resized "
          f"back to the slice, `DiceCELoss(softmax=True)` at the slice's pixels.")
     emit()
 
@@ -432,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(run_scsam(ds, choice, label, use_sam, use_mae, train_cfg, work, cache))
                 print(f"  [{time.perf_counter() - t_all:.0f} s] {ds.name} {rows[-1]['model']} {label}: "
                       f"mIoU {rows[-1]['miou']:.3f}", file=sys.stderr, flush=True)
-        rows.append(train_unet(ds, train_cfg, val_fraction))
+        rows.append(train_unet(ds, train_cfg, val_fraction, args.unet_input))
         print(f"  [{time.perf_counter() - t_all:.0f} s] {ds.name} U-Net: mIoU {rows[-1]['miou']:.3f}",
               file=sys.stderr, flush=True)
         results[ds.name] = rows
@@ -452,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
          "`scsam.predict` on the test stack (loading the model and both encoders, embedding each test slice, the "
          "head), divided by the slices; for the U-Net the network alone.")
     emit()
-    emit("## Seconds per training epoch, with and without the embedding cache (fused, tiny random encoders)")
+    emit(f"## Seconds per training epoch, with and without the embedding cache (fused, {encoder_sets[0][0]})")
     emit()
     emit("| dataset | training slices | embed all once (s) | epoch with cache (s) | epoch without cache (s) | of which "
          "encoders (s) | without / with | pipeline epoch incl. validation (s) | predict s/slice | peak RSS so far (MB) |")
@@ -492,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     for ds in datasets:
         t = timings[ds.name]
         r = t["uncached"] / t["cached"]
-        emit(f"| cache makes an epoch >= 5x faster | {ds.name} | tiny random | {t['uncached']:.3f} s / "
+        emit(f"| cache makes an epoch >= 5x faster | {ds.name} | {encoder_sets[0][0]} | {t['uncached']:.3f} s / "
              f"{t['cached']:.3f} s = {r:.2f}x | {'yes' if r >= 5 else 'no'} |")
     emit()
     emit(f"Total {time.perf_counter() - t_all:.0f} s wall; peak RSS {peak_rss_mb():.0f} MB.")

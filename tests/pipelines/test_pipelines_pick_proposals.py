@@ -187,3 +187,11 @@ def test_proposal_reach_must_be_positive():
 
     with pytest.raises(InputError, match="proposal_reach must be positive"):
         PickConfig(proposal_reach=0)
+
+
+def test_a_prompted_mask_too_small_to_pick_from_is_refused_in_one_line(volume, fake_matching):
+    from cryoseg.errors import InputError
+
+    with pytest.raises(InputError, match=r"prompt 1 at \(z, y, x\) = \(20, 20, 12\) gave a mask of only \d+ voxel"):
+        run(volume, min_prompt_voxels=5000)  # ball A has about 900
+    assert run(volume, min_prompt_voxels=500).counts["instances"] == 3

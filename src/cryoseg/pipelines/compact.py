@@ -8,8 +8,10 @@ mask-logit prior and its deepest pixel as the point; the target is empty past th
 (`compact-sam`, SAM's architecture in a small config) is trained end to end through `CompactSamSegmenter`'s own
 preprocessing (low-pass included), so what it learns is what it is fed at inference. Start prompts train SAM's three
 candidate masks, each toward the instance; propagation steps its single mask. Loss: binary cross-entropy + Dice of
-the mask logits at slice resolution, plus the squared error of the predicted IoU of every candidate. Validation:
-mean IoU of the most confident candidate on scenes of held-out seeds (2D: it does not track 3D quality closely).
+the mask logits at slice resolution, plus the squared error of the predicted IoU of every candidate. Validation, which
+keeps the best epoch: the mean IoU of single-prompt 3D segmentations (cross-plane self-prompting, as the benchmark
+measures) of particles in scenes of held-out seeds; the 2D IoU of single steps did not track it (of one run, an
+epoch with 2D IoU 0.425 gave 0.51 3D instance IoU on a DeepFinder toy tomogram, the best 2D epoch, 0.449, 0.36).
 The result is a transformers folder, loadable as `--segmenter compact-sam --weights FOLDER` (or shipped).
 """
 
@@ -39,16 +41,19 @@ class CompactTrainConfig(SceneTrainConfig):
 
     Attributes:
         val_scenes: held-out tomograms for validation.
+        val_prompts: particles prompted per validation tomogram, each segmented in 3D on its own.
     """
 
     epochs: int = 90
     patience: int = 45
-    val_scenes: int = 2
+    val_scenes: int = 1
+    val_prompts: int = 8
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.val_scenes < 1:
-            raise InputError("CompactTrainConfig.val_scenes must be at least 1")
+        for name in ("val_scenes", "val_prompts"):
+            if getattr(self, name) < 1:
+                raise InputError(f"CompactTrainConfig.{name} must be at least 1")
 
 
 def _scene(seed: int, config: CompactTrainConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -136,13 +141,39 @@ class _Trainer:
         chosen = iou.gather(1, predicted_iou.detach().argmax(dim=1, keepdim=True))
         return loss, {"iou": float(chosen.mean())}
 
-    def chosen_iou(self, batch: PromptedBatch) -> Any:
-        """(B,) IoU of the candidate the model is most confident of (as inference picks it)."""
-        import torch
 
-        logits, predicted_iou = self.forward(batch)
-        iou = _iou(logits > 0, torch.as_tensor(batch.targets, device=logits.device)[:, None].expand_as(logits))
-        return iou.gather(1, predicted_iou.argmax(dim=1, keepdim=True))[:, 0]
+def _validation_case(seed: int, config: CompactTrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A held-out scene: (Z, Y, X) tomogram, instance labels, and (P, 4) rows (z, y, x, instance id) of
+    `config.val_prompts` particles drawn at random, prompted at their centres."""
+    sim = config.scene(seed)
+    particles = sim.particles
+    chosen = np.random.default_rng(seed).choice(len(particles), min(config.val_prompts, len(particles)),
+                                                replace=False)
+    rows = np.column_stack([particles.coords[chosen], particles.instance_ids[chosen]])
+    return np.asarray(sim.tomogram.data, np.float32), np.asarray(sim.instances.data), rows
+
+
+def instance_iou_3d(segmenter: Any, tomogram: np.ndarray, instances: np.ndarray, prompts: np.ndarray) -> float:
+    """Mean IoU of single-prompt 3D segmentations (cross-plane self-prompting, default settings) against the true
+    instances: what the benchmark measures, and what a 2D score does not track closely.
+
+    Args:
+        segmenter: a `PromptableSegmenter`.
+        tomogram: (Z, Y, X) float32; instances: (Z, Y, X) instance labels.
+        prompts: (P, 4) rows of z, y, x (a particle's centre) and its instance id.
+    """
+    from ..embed import SliceEmbedder
+    from ..segment3d import CrossPlaneSegmenter
+    from ..segment3d.counting import CountingSegmenter
+
+    embeddings = SliceEmbedder(CountingSegmenter(segmenter), tomogram)  # each slice embedded once for all prompts
+    scores = []
+    for *point, label in prompts:
+        engine = CrossPlaneSegmenter(tomogram, segmenter, embedder=lambda *_: embeddings)
+        engine.segment(np.array([point]))
+        found, truth = engine.labels > 0, instances == int(label)
+        scores.append(np.count_nonzero(found & truth) / max(1, np.count_nonzero(found | truth)))
+    return float(np.mean(scores))
 
 
 def _iou(pred: Any, truth: Any) -> Any:
@@ -160,8 +191,6 @@ def train_segmenter(outdir: str | Path, config: CompactTrainConfig = CompactTrai
     OUT/checkpoint.pt (for `resume`). Returns the training record (also in OUT/model/training.json)."""
     import json
 
-    import torch
-
     from ..io.atomic import atomic_path
     from ..models.compact import compact_sam_config
     from ..models.device import resolve_device
@@ -172,18 +201,10 @@ def train_segmenter(outdir: str | Path, config: CompactTrainConfig = CompactTrai
     outdir.mkdir(parents=True, exist_ok=True)
     model = build_from_config("SamModel", compact_sam_config(), seed=config.seed).to(resolve_device(config.device))
     trainer = _Trainer(model, config.shape[0])
-    val_rng = np.random.default_rng(VALIDATION_SEED)
-    validation = []
-    for k in range(config.val_scenes):
-        tomogram, instances = _scene(VALIDATION_SEED + config.seed + k, config)
-        validation += [prompted_samples(tomogram, instances, val_rng, config.batch_size, with_prior=bool(b % 2))
-                       for b in range(4)]
+    validation = [_validation_case(VALIDATION_SEED + config.seed + k, config) for k in range(config.val_scenes)]
 
     def validate(net: Any) -> float:
-        torch.manual_seed(VALIDATION_SEED)  # the same prior magnitudes at every validation (`fit` reseeds after)
-        with torch.no_grad():
-            scores = [trainer.chosen_iou(b).mean() for b in validation]
-        return float(torch.stack(scores).mean())
+        return float(np.mean([instance_iou_3d(trainer.wrapper, *case) for case in validation]))
 
     history = fit(model, lambda epoch: _batches(config, epoch), trainer.step, validate, config.fit_settings(),
                   checkpoint=outdir / "checkpoint.pt", resume=resume)

@@ -33,6 +33,8 @@ class PickConfig:
             without the bound a backend that leaks along a proposal decodes slice after slice of the tomogram
             before the size filter throws the instance away (a compact-sam pick of one DeepFinder toy class took
             906 s so).
+        min_prompt_voxels: a prompted instance smaller than this (after a leak is cut back) is refused: it is no
+            particle to look for, and a query a voxel or two wide proposes nearly every voxel of the tomogram.
         feature_views: views whose per-slice features are concatenated for matching.
         slice_step: embed every n-th slice for the features (None: the extractor's stride).
         class_name: object name written to the coordinate files (copick object, STAR class 1).
@@ -44,6 +46,7 @@ class PickConfig:
     size_ratio: tuple[float, float] = (0.33, 3.0)
     proposal_batch: int = 64
     proposal_reach: float | None = 1.5
+    min_prompt_voxels: int = 27
     feature_views: tuple[str, ...] = VIEWS
     slice_step: int | None = None
     class_name: str = "particle"
@@ -54,5 +57,7 @@ class PickConfig:
             raise InputError(f"size_ratio must be (low, high) with 0 <= low <= 1 <= high, got {self.size_ratio}")
         if self.proposal_batch < 1:
             raise InputError(f"proposal_batch must be at least 1, got {self.proposal_batch}")
+        if self.min_prompt_voxels < 1:
+            raise InputError(f"min_prompt_voxels must be at least 1, got {self.min_prompt_voxels}")
         if self.proposal_reach is not None and not self.proposal_reach > 0:
             raise InputError(f"proposal_reach must be positive (None: no limit), got {self.proposal_reach}")

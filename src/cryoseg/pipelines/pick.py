@@ -139,6 +139,15 @@ def _check_prompted(infos: list[InstanceInfo]) -> None:
                     ", ".join(map(str, inside[:5])) + (", ..." if len(inside) > 5 else ""))
 
 
+def _check_prompted_size(infos: list[InstanceInfo], least: int) -> None:
+    for n, info in enumerate(infos, 1):
+        if info.status == "ok" and info.voxels < least:
+            z, y, x = info.prompt
+            raise InputError(f"prompt {n} at (z, y, x) = ({z:g}, {y:g}, {x:g}) gave a mask of only {info.voxels} "
+                             f"voxel(s) (fewer than {least}): too small to pick others like it; click nearer the "
+                             f"particle's centre, or try another segmenter")
+
+
 def _repair_leaks(engine: CrossPlaneSegmenter, prompted: list[InstanceInfo]) -> list[Leak]:
     """Cut prompted instances that leaked into a neighbour back to the part around their click."""
     leaks = []
@@ -198,6 +207,7 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
             prompted = engine.segment(prompts, negatives)
             _check_prompted(prompted)
             leaks = _repair_leaks(engine, prompted)
+            _check_prompted_size(prompted, config.min_prompt_voxels)
         reference = float(np.mean([i.voxels for i in prompted if i.status == "ok"]))
     else:
         _stage("stage 1/5: no prompts to segment; using the saved %s", query.describe())
