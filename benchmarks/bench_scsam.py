@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
          f"\"tiny random\" = tiny-sam + tiny-mae (seeded random weights, 64 px input, width 32, 2 layers); "
          f"\"tiny SAM + pretrained MAE\" = tiny-sam + tiny-mae pretrained by `pretrain_mae`; \"compact-sam + "
          f"pretrained MAE\" = cryoseg's shipped compact-sam (trained on simulated tomograms; 256 px input, 32x32 "
-         f"tokens of 64 channels) + that MAE. The MAE's pretraining: "
+         f"tokens of 64 channels) + that MAE. The MAE's pretraining "
          f"({mae_epochs} epochs, {sum(len(v) for v in unlabelled)} unlabelled slices offered, at most "
          f"{mae_cfg.slices} per volume: the ISBI training slices, a second simulated tomogram (seed 1), DeepFinder "
          f"tomo4 + tomo5; {mae_s:.0f} s, reconstruction loss {mae_run.history[0]:.3f} -> "

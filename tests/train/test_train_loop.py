@@ -305,3 +305,22 @@ def test_history_round_trips_through_a_dict():
     assert h.best_value == 0.3 and h.epochs == 2
     with pytest.raises(InputError, match="not a training history"):
         History.from_dict({"val_metric": []})
+
+
+@pytest.mark.parametrize("schedule, steps", [("constant", [1.0, 1.0, 1.0]), ("cosine", [1.0, 0.75, 0.25])])
+def test_the_learning_rate_follows_its_schedule(schedule, steps):
+    """One AdamW step per epoch on a constant gradient moves the parameter by exactly that epoch's rate."""
+    weight = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        weight.weight.fill_(0.0)
+    config = TrainConfig(epochs=3, lr=0.1, weight_decay=0.0, clip_grad=None, patience=3, lr_schedule=schedule)
+    positions = []
+    fit(weight, lambda epoch: [None], lambda model, batch: (model.weight.sum(), {}), config=config,
+        on_epoch=lambda epoch, history: positions.append(float(weight.weight.detach())))
+    moves = -np.diff([0.0, *positions])
+    assert moves == pytest.approx(0.1 * np.array(steps), rel=1e-4)
+
+
+def test_an_unknown_schedule_is_refused():
+    with pytest.raises(InputError, match="lr_schedule must be one of"):
+        TrainConfig(lr_schedule="linear")

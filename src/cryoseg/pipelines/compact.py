@@ -46,6 +46,8 @@ class CompactTrainConfig(SceneTrainConfig):
 
     epochs: int = 90
     patience: int = 45
+    # a constant rate left the single-prompt 3D IoU of consecutive epochs jumping between 0.01 and 0.45
+    lr_schedule: str = "cosine"
     val_scenes: int = 1
     val_prompts: int = 8
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 
+LR_SCHEDULES = ("constant", "cosine")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -23,6 +25,8 @@ class TrainConfig:
         seed: seeds torch at every epoch (from seed and epoch number) and should seed the batches, so a run is
             reproducible and a resumed run continues as the uninterrupted one would.
         clip_grad: largest gradient norm (of all trained parameters together), or None for no clipping.
+        lr_schedule: "constant", or "cosine": epoch e trains at lr * (1 + cos(pi * e / epochs)) / 2, so the last
+            epochs settle instead of jumping between states (a resume with more epochs stretches the curve).
     """
 
     epochs: int = 50
@@ -32,6 +36,7 @@ class TrainConfig:
     patience: int = 10
     seed: int = 0
     clip_grad: float | None = 1.0
+    lr_schedule: str = "constant"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
@@ -44,8 +49,17 @@ class TrainConfig:
             raise InputError(f"TrainConfig.lr must be a number > 0, got {self.lr!r}")
         if not _finite(self.weight_decay) or self.weight_decay < 0:
             raise InputError(f"TrainConfig.weight_decay must be a number >= 0, got {self.weight_decay!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.clip_grad is not None and (not _finite(self.clip_grad) or self.clip_grad <= 0):
             raise InputError(f"TrainConfig.clip_grad must be a number > 0 or None, got {self.clip_grad!r}")
+
+
+def epoch_lr(config: TrainConfig, epoch: int) -> float:
+    """The learning rate of epoch `epoch` (from 0) under `config.lr_schedule`."""
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / config.epochs))
+    return config.lr
 
 
 def _finite(value: object) -> bool:

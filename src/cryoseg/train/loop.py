@@ -22,7 +22,7 @@ import torch
 from ..errors import CorruptFileError, CryosegError, InputError
 from ..io.atomic import atomic_path
 from ..progress import track
-from .config import TrainConfig
+from .config import TrainConfig, epoch_lr
 from .history import History
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,8 @@ def _load_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any]:
         raise InputError(f"checkpoint {path} has format version {payload.get('version')!r}; this cryoseg reads up "
                          f"to {CHECKPOINT_VERSION}: upgrade cryoseg")
     # only the number of epochs may change on resume (to train longer); anything else would mix two runs
-    saved = {k: v for k, v in payload["config"].items() if k != "epochs"}
+    # a setting added since the checkpoint was written had its default then (new settings keep old behaviour)
+    saved = {k: v for k, v in {**dataclasses.asdict(TrainConfig()), **payload["config"]}.items() if k != "epochs"}
     now = {k: v for k, v in dataclasses.asdict(config).items() if k != "epochs"}
     differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
     if differ:
@@ -192,6 +193,8 @@ def fit(model: torch.nn.Module, batches: Callable[[int], Iterable[Any]],
         if history.stopped_early:
             break
         torch.manual_seed(_epoch_seed(config.seed, epoch))
+        for group in optimizer.param_groups:
+            group["lr"] = epoch_lr(config, epoch)
         start = time.perf_counter()
         epoch_batches = batches(epoch)
         total = len(epoch_batches) if hasattr(epoch_batches, "__len__") else None

@@ -80,6 +80,7 @@ class SceneTrainConfig:
         batches_per_scene: batches drawn from each tomogram.
         batch_size: samples (slices) per batch.
         lr: AdamW learning rate.
+        lr_schedule: "constant" or "cosine" (see `TrainConfig`).
         seed: seeds the scenes, the samples and torch.
         shape: (Z, Y, X) of the simulated tomograms (a cube: every view's slices share one shape).
         templates: folder of MRC density maps to draw particle kinds from (besides the built-in shapes).
@@ -93,6 +94,7 @@ class SceneTrainConfig:
     batches_per_scene: int = 8
     batch_size: int = 8
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     seed: int = 0
     shape: tuple[int, int, int] = (128, 128, 128)
     templates: str | None = None
@@ -120,4 +122,4 @@ class SceneTrainConfig:
         from .config import TrainConfig
 
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
-                           patience=self.patience)
+                           patience=self.patience, lr_schedule=self.lr_schedule)
