@@ -188,6 +188,7 @@ def main() -> None:
     parser.add_argument("--no-picking", action="store_true", help="instance IoU only")
     parser.add_argument("--no-iou", action="store_true", help="the picking tables only")
     parser.add_argument("--deepfinder", type=int, default=5, help="DeepFinder toy tomograms in the picking tables")
+    parser.add_argument("--deepfinder-start", type=int, default=1, help="the first of them (1-5)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -210,7 +211,7 @@ def main() -> None:
                     "compact-features": load_feature_extractor("compact-features", weights=args.feature_weights,
                                                                device="cpu")}
         datasets = [simulated_dataset(name, sim) for name, _, _, sim in sims]
-        datasets += [deepfinder(t) for t in range(1, args.deepfinder + 1)]
+        datasets += [deepfinder(t) for t in range(args.deepfinder_start, args.deepfinder_start + args.deepfinder)]
         lines += ["", picking_tables(datasets, segmenters, features, args.seed, cache)]
     shutil.rmtree(cache, ignore_errors=True)
     table = "\n".join(lines)
