@@ -9,6 +9,7 @@ Commands:
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,17 @@ def _ship(output: Path, name: str) -> None:
     say(f"shipped as {target}")
 
 
+def _train(run: Callable[[], dict[str, Any]], output: Path, replace: bool, key: str, metric: str,
+           ship_as: str | None) -> None:
+    """Check the output folder, run the training, say how it went, and ship the model as `ship_as` if given."""
+    check_output_dir(output, replace)
+    record = run()
+    say(f"{len(record['history']['train_loss'])} epoch(s); best validation {metric} {record[key]:.3f}; "
+        f"wrote {output / 'model'}")
+    if ship_as:
+        _ship(output, ship_as)
+
+
 @train_app.command("segmenter")
 def segmenter_command(
     output: Path = OUTPUT,
@@ -89,12 +101,8 @@ def segmenter_command(
     from ..pipelines.compact import train_segmenter
 
     config = CompactTrainConfig(**_shared(epochs, batch_size, lr, seed, templates, device))
-    check_output_dir(output, overwrite or resume)
-    record = train_segmenter(output, config, resume=resume)
-    say(f"{len(record['history']['train_loss'])} epoch(s); best validation IoU {record['validation_iou']:.3f}; "
-        f"wrote {output / 'model'}")
-    if ship:
-        _ship(output, "compact-sam")
+    _train(lambda: train_segmenter(output, config, resume=resume), output, overwrite or resume,
+           "validation_iou", "IoU", "compact-sam" if ship else None)
 
 
 @train_app.command("features")
@@ -120,12 +128,8 @@ def features_command(
             raise FileNotFoundError(f"{path}: no such file (--real)")
     config = FeatureTrainConfig(**_shared(epochs, batch_size, lr, seed, templates, device),
                                 **only_set({"real": tuple(str(p) for p in real) or None}))
-    check_output_dir(output, overwrite or resume)
-    record = train_features(output, config, resume=resume)
-    say(f"{len(record['history']['train_loss'])} epoch(s); best validation mAP {record['validation_map']:.3f}; "
-        f"wrote {output / 'model'}")
-    if ship:
-        _ship(output, "compact-features")
+    _train(lambda: train_features(output, config, resume=resume), output, overwrite or resume,
+           "validation_map", "mAP", "compact-features" if ship else None)
 
 
 def register(app: typer.Typer) -> None:
