@@ -10,8 +10,8 @@ from scipy import ndimage
 
 from ..errors import InputError
 from ..io.particles import Particles
+from ..polarity import check_polarity, estimate_polarity
 from .peaks import local_peaks, peak_size, robust_stats, select_peaks
-from .polarity import check_polarity, estimate_polarity
 
 logger = logging.getLogger(__name__)
 

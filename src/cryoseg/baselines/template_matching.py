@@ -22,10 +22,10 @@ from scipy.spatial.transform import Rotation
 
 from ..errors import InputError
 from ..io.particles import Particles
+from ..polarity import check_polarity, estimate_polarity
 from ..progress import track
 from ..synth.rotation import matrices_to_euler, rotate_into_box
 from .peaks import pick_peaks, robust_zscore
-from .polarity import check_polarity, estimate_polarity
 
 logger = logging.getLogger(__name__)
 

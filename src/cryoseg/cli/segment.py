@@ -46,6 +46,9 @@ TAU_IOU = typer.Option(None, "--tau-iou", help="Stop propagating below this slic
                                                f"(default {_SEGMENT.tau_iou}).")
 MAX_SLICES = typer.Option(None, "--max-slices", help="Most slices propagated per direction (default: "
                           f"{'no limit' if _SEGMENT.max_slices is None else _SEGMENT.max_slices}).")
+POLARITY = typer.Option(None, "--polarity", help="How density appears: dark, bright or auto (default "
+                        f"{_SEGMENT.polarity}); segmenters trained on one polarity (compact-sam) see the slices "
+                        "negated when it differs.")
 VOXEL_SIZE = typer.Option(None, "--voxel-size", help="Override the header: Å, one value or z,y,x.")
 VOLUME_FORMAT = typer.Option(None, "--format", help=f"Volumes as {' or '.join(map(repr, VOLUME_FORMATS))} "
                                                     f"(OME-Zarr); default {DEFAULT_VOLUME_FORMAT!r}.")
@@ -76,19 +79,19 @@ def _check_output(output: Path, volume_format: str | None, overwrite: bool, *inp
 
 
 
-def _segment_config(tau_iou: float | None, max_slices: int | None) -> Any:
+def _segment_config(tau_iou: float | None, max_slices: int | None, polarity: str | None) -> Any:
     from ..segment3d import SelfPromptConfig
 
-    return SelfPromptConfig(**only_set({"tau_iou": tau_iou, "max_slices": max_slices}))
+    return SelfPromptConfig(**only_set({"tau_iou": tau_iou, "max_slices": max_slices, "polarity": polarity}))
 
 
 def pick_changes(tau_iou: float | None = None, max_slices: int | None = None, tau_sim: float | None = None,
                  top_k: int | None = None, mode: str | None = None, size_ratio: str | None = None,
-                 cut: float | None = None) -> dict[str, Any]:
+                 cut: float | None = None, polarity: str | None = None) -> dict[str, Any]:
     """The pick settings the user set on the command line, as `with_settings` changes (`cryoseg pick` and
     `cryoseg batch pick`)."""
     changes: dict[str, Any] = {}
-    segment = only_set({"tau_iou": tau_iou, "max_slices": max_slices})
+    segment = only_set({"tau_iou": tau_iou, "max_slices": max_slices, "polarity": polarity})
     matching = only_set({"tau_sim": tau_sim, "top_k": top_k, "mode": mode})
     if segment:
         changes["segment"] = segment
@@ -131,6 +134,7 @@ def segment(
     dtype: str | None = DTYPE,
     tau_iou: float | None = TAU_IOU,
     max_slices: int | None = MAX_SLICES,
+    polarity: str | None = POLARITY,
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Embedding cache folder (reused across runs)."),
     voxel_size: str | None = VOXEL_SIZE,
     volume_format: str | None = VOLUME_FORMAT,
@@ -144,7 +148,7 @@ def segment(
     volume, points, negs = _load_inputs(tomo, voxel_size, nan_policy, prompt, prompts, negative, negatives)
     kwargs = only_set({"segmenter": segmenter, "weights": weights, "device": device, "dtype": dtype,
                    "cache_dir": cache_dir})
-    result = api.segment(volume, points, negs, config=_segment_config(tau_iou, max_slices), strict=True, **kwargs)
+    result = api.segment(volume, points, negs, config=_segment_config(tau_iou, max_slices, polarity), strict=True, **kwargs)
     files = result.save(output, inputs=tuple(p for p in (tomo, prompts, negatives) if p is not None),
                         parameters={"tomogram": str(tomo)}, **only_set({"volume_format": volume_format}))
     say(f"{len(result.kept)} instance(s) from {len(points)} prompt(s); {result.n_embed} slices embedded, "
@@ -167,6 +171,7 @@ def pick(
     dtype: str | None = DTYPE,
     tau_iou: float | None = TAU_IOU,
     max_slices: int | None = MAX_SLICES,
+    polarity: str | None = POLARITY,
     tau_sim: float | None = typer.Option(None, "--tau-sim", help="Similarity a region needs to be searched finer "
                                          f"(default {_MATCHING.tau_sim})."),
     top_k: int | None = typer.Option(None, "--top-k", help=f"Most proposals kept (default {_MATCHING.top_k})."),
@@ -196,7 +201,7 @@ def pick(
     _check_output(output, volume_format, overwrite, tomo, prompts, negatives, query)
     saved = PickQuery.load(query) if query is not None else None
     changes = pick_changes(tau_iou=tau_iou, max_slices=max_slices, tau_sim=tau_sim, top_k=top_k, mode=mode,
-                           size_ratio=size_ratio, cut=cut)
+                           size_ratio=size_ratio, cut=cut, polarity=polarity)
     config = with_settings(saved.config if saved is not None else PickConfig(), **changes)
     if saved is None:
         volume, points, negs = _load_inputs(tomo, voxel_size, nan_policy, prompt, prompts, negative, negatives)

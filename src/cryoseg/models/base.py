@@ -155,9 +155,17 @@ def _check_inside(coords_yx: np.ndarray, shape: tuple[int, int], what: str, edge
 
 
 class PromptableSegmenter(ABC):
-    """A 2D segmenter: `embed` once per slice, then `predict` cheaply for any number of prompts."""
+    """A 2D segmenter: `embed` once per slice, then `predict` cheaply for any number of prompts.
+
+    Attributes:
+        name: the model's name.
+        polarity: how density must appear in the slices it is given, "dark" or "bright", for a model trained on
+            one polarity only; None (the default) for a model that takes either. Cross-plane self-prompting
+            negates the slices for it when a tomogram's density appears the other way (`SelfPromptConfig.polarity`).
+    """
 
     name: str = "segmenter"
+    polarity: str | None = None
 
     @abstractmethod
     def embed(self, image: np.ndarray) -> SliceEmbedding:

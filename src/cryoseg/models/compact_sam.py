@@ -12,12 +12,15 @@ from .hf_segmenters import HFPromptableSegmenter
 
 class CompactSamSegmenter(HFPromptableSegmenter):
     """`HFPromptableSegmenter` for compact-sam: every slice is low-passed by `LOW_PASS_SIGMA` first, in training
-    (`cryoseg.pipelines.compact`) and use alike.
+    (`cryoseg.pipelines.compact`) and use alike. It was trained on the simulator's dark density only, so it declares
+    `polarity = "dark"` and cross-plane self-prompting shows it bright tomograms negated.
 
     Args:
         model: the `SamModel` of `compact_sam_config`, on its device, eval mode.
         weights_hash: identifies the weights in the embedding cache's key.
     """
+
+    polarity = "dark"
 
     def __init__(self, model: Any, weights_hash: str) -> None:
         super().__init__(model, "sam", "compact-sam", weights_hash)

@@ -166,7 +166,7 @@ def instance_iou_3d(segmenter: Any, tomogram: np.ndarray, instances: np.ndarray,
     """
     from ..embed import SliceEmbedder
     from ..segment3d import CrossPlaneSegmenter
-    from ..segment3d.counting import CountingSegmenter
+    from ..segment3d.wrappers import CountingSegmenter
 
     embeddings = SliceEmbedder(CountingSegmenter(segmenter), tomogram)  # each slice embedded once for all prompts
     scores = []

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 from ..geometry import VIEWS, check_views
+from ..polarity import check_polarity
 
 POINT_STRATEGIES = ("distance", "centroid", "confidence")
 
@@ -41,6 +42,10 @@ class SelfPromptConfig:
         embedding_memory_gb: most slice embeddings held in memory, in GB (least recently used are dropped and read
             back from the embedding cache, a temporary one without --cache-dir; None: no limit). A 200x512x512
             pick with the classical segmenter embeds about 1.2 GB; a 400x1024x1024 one could embed 10 GB.
+        polarity: how density appears in the tomogram: "dark" (a raw reconstruction), "bright" (inverted for
+            display) or "auto" (estimated from the volume, `cryoseg.polarity.estimate_polarity`). Read only for a
+            segmenter trained on one polarity (its `polarity`, e.g. compact-sam's "dark"), which is then shown the
+            slices negated when the two differ; other segmenters take either.
     """
 
     tau_iou: float = 0.5
@@ -58,6 +63,7 @@ class SelfPromptConfig:
     connectivity: int = 1
     max_batch: int | None = 64
     embedding_memory_gb: float | None = 1.5
+    polarity: str = "auto"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.tau_iou <= 1.0:
@@ -81,3 +87,4 @@ class SelfPromptConfig:
             raise InputError(f"connectivity must be 1, 2 or 3, got {self.connectivity}")
         if self.max_batch is not None and self.max_batch < 1:
             raise InputError(f"max_batch must be >= 1 or None, got {self.max_batch}")
+        check_polarity(self.polarity)

@@ -23,10 +23,10 @@ from ..models.base import PromptableSegmenter
 from ..progress import track
 from .cleanup import clean_instance, component_at, union_of_planes
 from .config import SelfPromptConfig
-from .counting import CountingSegmenter
 from .prompts import as_points
 from .propagate import Embedder, InstanceTrace, ViewPropagator
 from .records import InstanceInfo
+from .wrappers import CountingSegmenter, matched_to_polarity
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class CrossPlaneSegmenter:
         self.volume = volume if isinstance(volume, Volume) else Volume(np.asarray(volume))
         self.shape = self.volume.shape
         self.config = config or SelfPromptConfig()
+        segmenter = matched_to_polarity(segmenter, self.volume.data, self.config.polarity)
         self.segmenter = segmenter if isinstance(segmenter, CountingSegmenter) else CountingSegmenter(segmenter)
         self.timer = StageTimer()
         if embedder is None:

@@ -1,11 +1,10 @@
-"""Whether particles appear dark or bright in a tomogram."""
+"""Whether particles appear dark or bright in a tomogram (light to import: the settings check it)."""
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
-from ..errors import InputError
+from .errors import InputError
 
 POLARITIES = ("auto", "dark", "bright")
 
@@ -27,6 +26,8 @@ def estimate_polarity(volume: np.ndarray, radius: float) -> str:
         volume: (Z, Y, X) array.
         radius: particle radius in voxels.
     """
+    from scipy import ndimage
+
     step = max(1, int(radius // 3))  # subsample: the low-passed volume varies slowly at this step
     sample = np.asarray(volume[::step, ::step, ::step], dtype=np.float32)
     smooth = ndimage.gaussian_filter(sample, max(0.5, radius / (2 * step)))
