@@ -29,7 +29,8 @@ def test_pick_command(tmp_path, saved, capsys):
     z, y, x = sim.particles.coords[0]
     out = tmp_path / "out"
     code = main(["pick", str(files["tomogram"]), "--prompt", f"{z:.1f},{y:.1f},{x:.1f}", "-o", str(out),
-                 "--top-k", "20", "--tau-sim", "0.45", "--size-ratio", "0.4,2.5", "--cache-dir", str(tmp_path / "c")])
+                 "--top-k", "20", "--tau-sim", "0.45", "--size-ratio", "0.4,2.5", "--polarity", "dark",
+                 "--cache-dir", str(tmp_path / "c")])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "instance(s) from 1 prompt(s)" in captured.out
@@ -41,6 +42,7 @@ def test_pick_command(tmp_path, saved, capsys):
     assert config["matching"]["top_k"] == 20 and config["matching"]["tau_sim"] == 0.45
     assert config["matching"]["levels"] == [16, 8, 4]  # not set: the library default
     assert config["size_ratio"] == [0.4, 2.5] and config["segment"]["tau_iou"] == 0.5
+    assert config["segment"]["polarity"] == "dark"
     assert set(report["seconds"]) >= {"segment_prompts", "features", "matching", "verify", "segment_proposals"}
     cut = report["verification"]["cut"]
     assert f"score cut {cut:.3f} ({report['verification']['cut_chosen_by']})" in captured.out

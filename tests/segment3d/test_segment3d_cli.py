@@ -34,7 +34,7 @@ def test_segment_writes_instances_with_voxel_size_and_forwards_only_set_options(
     path, truth = tomo
     out = tmp_path / "out"
     code = main(["segment", str(path), "--prompt", "20,18,14", "-p", "20,22,34", "-o", str(out),
-                 "--tau-iou", "0.6"])
+                 "--tau-iou", "0.6", "--polarity", "dark"])
     assert code == 0, capsys.readouterr().err
     assert "2 instance(s) from 2 prompt(s)" in capsys.readouterr().out
     labels = read_volume(out / "instances.mrc")
@@ -43,7 +43,8 @@ def test_segment_writes_instances_with_voxel_size_and_forwards_only_set_options(
     assert np.count_nonzero((labels.data > 0) & truth) > 0.85 * np.count_nonzero(truth)
     report = json.loads((out / "report.json").read_text())
     config = report["parameters"]["config"]
-    assert config["tau_iou"] == 0.6 and config["min_area"] == 4  # set one forwarded, the rest library defaults
+    assert config["tau_iou"] == 0.6 and config["polarity"] == "dark"  # the set ones forwarded
+    assert config["min_area"] == 4  # the rest library defaults
     assert report["counts"]["instances"] == 2
     assert {"instances.mrc", "mask.mrc", "particles.star", "particles_relion5.star", "particles.csv",
             "particles_copick.json", "instances.csv", "preview.png", "report.json"} <= {p.name for p in out.iterdir()}
@@ -88,6 +89,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tomo, capsys, cli_re
     cli_refuses(base + ["--prompt", "20,18,14", "--segmenter", "no-such-model"],
                 "unknown model 'no-such-model'", tmp_path)
     cli_refuses(base + ["--prompt", "20,18,14", "--format", "tiff"], "unknown volume format 'tiff'", tmp_path)
+    cli_refuses(base + ["--prompt", "20,18,14", "--polarity", "grey"], "polarity must be one of", tmp_path)
     cli_refuses(["-q", "segment", str(tmp_path / "missing.mrc"), "--prompt", "1,1,1", "-o", str(out)],
                 "missing.mrc", tmp_path)
 
