@@ -10,6 +10,7 @@ import cryoseg
 from cryoseg.errors import InputError
 from cryoseg.pipelines.interactive import InteractiveSession
 from cryoseg.progress import Cancelled, listen, step, track
+from cryoseg.segment3d import SelfPromptConfig
 from cryoseg.synth import SimulationConfig, simulate
 
 
@@ -46,6 +47,21 @@ def test_clicks_reuse_models_and_embeddings_and_match_one_off_runs(sim, tmp_path
     rerun = session.pick(prompt, negatives=negative)
     assert rerun.counts["negatives"] == 1 and rerun.counts["n_embed"] < picked.counts["n_embed"]
     assert not any(np.allclose(c, negative[0], atol=1.5) for c in rerun.particles.coords)
+
+
+def test_a_negated_view_of_the_slices_is_embedded_apart(sim):
+    # compact-sam takes dark density; told the density is bright, it is shown negated slices. Those embeddings
+    # must not serve a later click that shows it the slices as they are.
+    centre = np.round(sim.particles.coords[0]).astype(int)
+    corner = np.clip(centre - 12, 0, np.array(sim.tomogram.shape) - 24)
+    crop = cryoseg.io.Volume(sim.tomogram.data[tuple(slice(c, c + 24) for c in corner)], sim.tomogram.voxel_size)
+    prompt = (centre - corner)[None]
+    session = InteractiveSession(crop)
+    session.segment(prompt, segmenter="compact-sam", config=SelfPromptConfig(polarity="bright"))
+    plain = session.segment(prompt, segmenter="compact-sam", config=SelfPromptConfig(polarity="dark"))
+    assert plain.counts["n_embed"] > 0
+    alone = cryoseg.segment(crop, prompt, segmenter="compact-sam", config=SelfPromptConfig(polarity="dark"))
+    assert np.array_equal(plain.instances.data, alone.instances.data)
 
 
 def test_a_session_refuses_bad_prompts_and_voxel_sizes(sim):

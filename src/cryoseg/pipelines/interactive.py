@@ -68,7 +68,8 @@ class InteractiveSession:
         from ..embed import SliceEmbedder
 
         def factory(counting: PromptableSegmenter, data: np.ndarray) -> SliceEmbedder:
-            key = (id(segmenter), memory_gb)
+            # the polarity the model is shown: a negated view of the slices needs embeddings of its own
+            key = (id(segmenter), memory_gb, getattr(counting, "polarity", None))
             if key not in self._embedders:
                 self._embedders[key] = SliceEmbedder(counting, data, cache_dir=self.cache_dir,
                                                      max_bytes=None if memory_gb is None else int(memory_gb * 1e9))
