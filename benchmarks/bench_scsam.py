@@ -342,17 +342,34 @@ def real_size_cache(n_slices: int, threads: int, out: Path | None) -> int:
 # ---------------------------------------------------------------------------------------------------- report
 
 
+def over_seeds(run, train_cfg, seeds: int) -> dict:
+    """`run(train_cfg)` once per training seed 0..seeds-1 (the seed draws the validation split, the batches and the
+    initial weights), as one row: the medians of the per-class IoUs, the mIoU and the seconds; "mious" and "bests"
+    keep every seed's mIoU and best epoch."""
+    rows = [run(dataclasses.replace(train_cfg, seed=s)) for s in range(seeds)]
+    out = dict(rows[0])
+    out["ious"] = [float(np.median(v)) for v in zip(*(r["ious"] for r in rows))]
+    out["mious"] = [r["miou"] for r in rows]
+    out["bests"] = [r["best"] for r in rows]
+    for key in ("miou", "train_s", "pred_s"):
+        out[key] = float(np.median([r[key] for r in rows]))
+    return out
+
+
 def fmt(v: float, digits: int = 3) -> str:
     return "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{digits}f}"
 
 
 def miou_table(ds: Dataset, rows: list[dict]) -> list[str]:
-    head = ["model", "encoders", *ds.class_names, "mIoU", "epochs (best)", "train s", "predict s/slice"]
+    seeded = len(rows[0]["mious"]) > 1
+    head = ["model", "encoders", *ds.class_names, "mIoU", *(["mIoU per seed"] if seeded else []), "epochs (best)",
+            "train s", "predict s/slice"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
     for r in rows:
+        per_seed = [" / ".join(fmt(v) for v in r["mious"])] if seeded else []
         lines.append("| " + " | ".join([r["model"], r["encoders"], *(fmt(v) for v in r["ious"]), f"**{fmt(r['miou'])}**",
-                                        f"{r['epochs']} ({r['best']})", fmt(r["train_s"], 1),
-                                        fmt(r["pred_s"], 4)]) + " |")
+                                        *per_seed, f"{r['epochs']} ({'/'.join(map(str, r['bests']))})",
+                                        fmt(r["train_s"], 1), fmt(r["pred_s"], 4)]) + " |")
     return lines
 
 
@@ -367,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unet-input", type=int, default=TINY_INPUT,
                         help=f"side of the U-Net's resized input (default {TINY_INPUT}, the tiny encoders'; compact-sam "
                              "sees 256)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train every row with seeds 0..N-1 and report medians (default 1: seed 0)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None, help="markdown file for the tables")
     parser.add_argument("--real-size-cache", type=int, default=None, metavar="N",
@@ -424,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
          f"{args.threads} threads; load average at start {os.getloadavg()[0]:.2f}.")
     emit()
     emit(f"Training (every row): {epochs} epochs, batch 8, AdamW lr 1e-3, weight decay 1e-4, gradient clip 1.0, "
-         f"seed 0, no early stopping (patience = epochs), 20 % of the training slices held out to keep the best "
+         f"{'seed 0' if args.seeds == 1 else f'seeds 0-{args.seeds - 1} (the median of each row is shown)'}, "
+         f"no early stopping (patience = epochs), 20 % of the training slices held out to keep the best "
          f"epoch by validation mIoU (the same split and batches for the U-Net), dihedral augmentation. Encoders: "
          f"\"tiny random\" = tiny-sam + tiny-mae (seeded random weights, 64 px input, width 32, 2 layers); "
          f"\"tiny SAM + pretrained MAE\" = tiny-sam + tiny-mae pretrained by `pretrain_mae`; \"compact-sam + "
@@ -446,12 +466,13 @@ def main(argv: list[str] | None = None) -> int:
         for label, choice in encoder_sets:
             cache = work / f"cache-{label.replace(' ', '_')}"
             for use_sam, use_mae in ((True, True), (True, False), (False, True)):
-                rows.append(run_scsam(ds, choice, label, use_sam, use_mae, train_cfg, work, cache))
+                rows.append(over_seeds(lambda cfg: run_scsam(ds, choice, label, use_sam, use_mae, cfg, work, cache),
+                                       train_cfg, args.seeds))
                 print(f"  [{time.perf_counter() - t_all:.0f} s] {ds.name} {rows[-1]['model']} {label}: "
-                      f"mIoU {rows[-1]['miou']:.3f}", file=sys.stderr, flush=True)
-        rows.append(train_unet(ds, train_cfg, val_fraction, args.unet_input))
-        print(f"  [{time.perf_counter() - t_all:.0f} s] {ds.name} U-Net: mIoU {rows[-1]['miou']:.3f}",
-              file=sys.stderr, flush=True)
+                      f"mIoU {rows[-1]['miou']:.3f} (seeds {rows[-1]['mious']})", file=sys.stderr, flush=True)
+        rows.append(over_seeds(lambda cfg: train_unet(ds, cfg, val_fraction, args.unet_input), train_cfg, args.seeds))
+        print(f"  [{time.perf_counter() - t_all:.0f} s] {ds.name} U-Net: mIoU {rows[-1]['miou']:.3f} "
+              f"(seeds {rows[-1]['mious']})", file=sys.stderr, flush=True)
         results[ds.name] = rows
         timings[ds.name] = time_epochs(ds, encoder_sets[0][1], train_cfg, repeats=5)
         rss[ds.name] = peak_rss_mb()
