@@ -148,7 +148,8 @@ def segment(
     volume, points, negs = _load_inputs(tomo, voxel_size, nan_policy, prompt, prompts, negative, negatives)
     kwargs = only_set({"segmenter": segmenter, "weights": weights, "device": device, "dtype": dtype,
                    "cache_dir": cache_dir})
-    result = api.segment(volume, points, negs, config=_segment_config(tau_iou, max_slices, polarity), strict=True, **kwargs)
+    config = _segment_config(tau_iou, max_slices, polarity)
+    result = api.segment(volume, points, negs, config=config, strict=True, **kwargs)
     files = result.save(output, inputs=tuple(p for p in (tomo, prompts, negatives) if p is not None),
                         parameters={"tomogram": str(tomo)}, **only_set({"volume_format": volume_format}))
     say(f"{len(result.kept)} instance(s) from {len(points)} prompt(s); {result.n_embed} slices embedded, "
