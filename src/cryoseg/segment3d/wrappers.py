@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..models.base import MaskPrediction, PromptableSegmenter, SliceEmbedding
+from ..polarity import check_polarity, estimate_polarity
 
 logger = logging.getLogger(__name__)
 
@@ -102,15 +103,13 @@ def matched_to_polarity(segmenter: PromptableSegmenter, volume: Any, polarity: s
         polarity: "dark", "bright", or "auto": estimated (`cryoseg.polarity.estimate_polarity`, particle radius
             `POLARITY_RADIUS`) on the central `POLARITY_SAMPLE_SIDE`^3 voxels. Only read for such a segmenter.
     """
-    from ..polarity import check_polarity, estimate_polarity
-
     check_polarity(polarity)
     wanted = getattr(segmenter, "polarity", None)
     if wanted is None:
         return segmenter
     if polarity == "auto":
-        centre = tuple(slice(max(0, (n - POLARITY_SAMPLE_SIDE) // 2), max(0, (n - POLARITY_SAMPLE_SIDE) // 2)
-                             + POLARITY_SAMPLE_SIDE) for n in volume.shape)
+        starts = [max(0, (n - POLARITY_SAMPLE_SIDE) // 2) for n in volume.shape]
+        centre = tuple(slice(s, s + POLARITY_SAMPLE_SIDE) for s in starts)
         polarity = estimate_polarity(np.asarray(volume[centre], np.float32), POLARITY_RADIUS)
     if polarity == wanted:
         return segmenter
