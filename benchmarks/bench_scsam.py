@@ -351,6 +351,7 @@ def over_seeds(run, train_cfg, seeds: int) -> dict:
     out["ious"] = [float(np.median(v)) for v in zip(*(r["ious"] for r in rows))]
     out["mious"] = [r["miou"] for r in rows]
     out["bests"] = [r["best"] for r in rows]
+    del out["best"]  # seed 0's alone; "bests" holds every seed's
     for key in ("miou", "train_s", "pred_s"):
         out[key] = float(np.median([r[key] for r in rows]))
     return out

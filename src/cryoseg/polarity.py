@@ -1,4 +1,5 @@
-"""Whether particles appear dark or bright in a tomogram (light to import: the settings check it)."""
+"""Whether particles appear dark or bright in a tomogram, or at given particles (light to import: the settings
+check it)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,18 @@ def estimate_polarity(volume: np.ndarray, radius: float) -> str:
     centred = smooth - smooth.mean()
     skew = float(np.mean(centred.astype(np.float64) ** 3)) / max(float(centred.std()) ** 3, 1e-30)
     return "dark" if skew < 0 else "bright"
+
+
+def polarity_at(volume: np.ndarray, centres: np.ndarray, radius: float) -> str:
+    """"dark" or "bright": how the prompted particles stand out from the tomogram's mean.
+
+    Args:
+        volume: (Z, Y, X) low-passed tomogram.
+        centres: (P, 3) z, y, x voxels of the prompted particles.
+        radius: their radius in voxels (the core within half of it is sampled).
+    """
+    h = max(1, int(radius // 2))
+    inside = [volume[tuple(slice(max(0, int(round(c)) - h), int(round(c)) + h + 1) for c in centre)].mean()
+              for centre in np.asarray(centres).reshape(-1, 3)]
+    step = max(1, int(radius // 2))
+    return "dark" if float(np.mean(inside)) < float(volume[::step, ::step, ::step].mean()) else "bright"

@@ -29,7 +29,8 @@ from ..io.report import as_json, dataclass_from_json
 from ..io.volume import Volume
 from ..matching.features import VolumeFeatures
 from ..matching.query import make_query, negative_vectors
-from ..verify import Exemplars, as_exemplars, exemplar_half, polarity_at
+from ..polarity import polarity_at
+from ..verify import Exemplars, as_exemplars, exemplar_half
 from .config import PickConfig
 
 QUERY_FILE = "query.npz"
