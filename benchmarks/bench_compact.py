@@ -37,10 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_picking import Dataset, choose_prompts, deepfinder, score_row  # noqa: E402
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max(1, (a | b).sum()))
-
-
 def simulated_cases(n: int, per_tomogram: int):
     """(name, volume, [(prompt, truth mask)]) for held-out simulated tomograms."""
     from cryoseg.train.scenes import simulate_scene
@@ -90,16 +86,11 @@ def microtubule_case():
 
 
 def instance_iou(segmenter, cases, cache: Path) -> dict[str, float]:
-    import cryoseg
+    """Each case's mean single-prompt instance IoU (one cache folder per tomogram)."""
+    from cryoseg.eval.prompted import single_prompt_ious
 
-    out = {}
-    for name, volume, pairs, _ in cases:
-        scores = []
-        for prompt, truth in pairs:  # one cache folder per tomogram: each slice is embedded once, not per prompt
-            result = cryoseg.segment(volume, prompt[None], segmenter=segmenter, cache_dir=cache / name)
-            scores.append(_iou(np.asarray(result.instances.data) > 0, truth))
-        out[name] = float(np.mean(scores)) if scores else float("nan")
-    return out
+    return {name: float(np.mean(single_prompt_ious(segmenter, volume, pairs, cache_dir=cache / name)))
+            if pairs else float("nan") for name, volume, pairs, _ in cases}
 
 
 def iou_table(segmenters: dict, cases: list, cache: Path) -> list[str]:

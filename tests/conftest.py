@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cryoseg.progress import progress_enabled, set_progress_enabled
@@ -91,3 +92,16 @@ def isolated_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("CRYOSEG_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def two_dark_spheres() -> tuple[np.ndarray, np.ndarray]:
+    """A (40, 40, 40) float32 tomogram of two dark spheres (radius 6, centres (14, 20, 14) and (26, 20, 26)) in
+    light noise, and its int32 instance labels (1 and 2)."""
+    zz, yy, xx = np.indices((40, 40, 40))
+    instances = np.zeros((40, 40, 40), np.int32)
+    for label, centre in ((1, (14, 20, 14)), (2, (26, 20, 26))):
+        instances[(zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2 <= 36] = label
+    tomogram = np.where(instances > 0, -1.0, 0.0).astype(np.float32)  # dark particles, as in cryo-ET
+    tomogram += np.random.default_rng(0).normal(0, 0.1, tomogram.shape).astype(np.float32)
+    return tomogram, instances

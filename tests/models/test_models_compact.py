@@ -53,23 +53,18 @@ def test_training_writes_a_loadable_model_and_resumes(tmp_path):
     assert prediction.masks.shape == (1, 1, 40, 56) and prediction.logits.shape == (1, 1, 128, 128)
 
 
-def test_validation_scores_single_prompt_3d_segmentations_against_their_instances():
-    """The training's validation metric: high when each prompt's 3D mask is its instance, zero when the ids are
-    another instance's (each prompt is segmented on its own, so neither prompt sees the other)."""
+def test_validation_scores_single_prompt_3d_segmentations_of_the_prompted_instances(two_dark_spheres):
+    """The training's validation metric: each prompt row (z, y, x, instance id) is scored against that instance
+    alone; zero when the ids are another instance's."""
     from cryoseg.models.loaders import load_segmenter
-    from cryoseg.pipelines.compact import instance_iou_3d
+    from cryoseg.pipelines.compact import validation_iou
 
-    zz, yy, xx = np.indices((40, 40, 40))
-    instances = np.zeros((40, 40, 40), np.int32)
-    for label, centre in ((1, (12, 20, 12)), (2, (28, 20, 28))):
-        instances[(zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2 <= 36] = label
-    tomogram = np.where(instances > 0, -1.0, 0.0).astype(np.float32)  # dark particles, as in cryo-ET
-    tomogram += np.random.default_rng(0).normal(0, 0.1, tomogram.shape).astype(np.float32)
-    prompts = np.array([[12, 20, 12, 1], [28, 20, 28, 2]], float)
+    tomogram, instances = two_dark_spheres
+    prompts = np.array([[14, 20, 14, 1], [26, 20, 26, 2]], float)
     segmenter = load_segmenter("classical")
-    assert instance_iou_3d(segmenter, tomogram, instances, prompts) > 0.7
-    swapped = prompts[:, [0, 1, 2]].tolist()
-    assert instance_iou_3d(segmenter, tomogram, instances, np.column_stack([swapped, [2, 1]])) == 0.0
+    assert validation_iou(segmenter, tomogram, instances, prompts) > 0.7
+    swapped = np.column_stack([prompts[:, :3], [2, 1]])
+    assert validation_iou(segmenter, tomogram, instances, swapped) == 0.0
 
 
 def test_shipped_weights_are_checked_against_their_hashes(tmp_path, monkeypatch):

@@ -155,29 +155,22 @@ def _validation_case(seed: int, config: CompactTrainConfig) -> tuple[np.ndarray,
     return np.asarray(sim.tomogram.data, np.float32), np.asarray(sim.instances.data), rows
 
 
-def instance_iou_3d(segmenter: Any, tomogram: np.ndarray, instances: np.ndarray, prompts: np.ndarray) -> float:
-    """Mean IoU of single-prompt 3D segmentations (cross-plane self-prompting, default settings, dark density as
-    the simulator makes it) against the true instances: what the benchmark measures, and what a 2D score does not
-    track closely.
+def validation_iou(segmenter: Any, tomogram: np.ndarray, instances: np.ndarray, prompts: np.ndarray) -> float:
+    """The mean IoU of single-prompt 3D segmentations of particles (`cryoseg.eval.prompted.single_prompt_ious`,
+    default settings, dark density as the simulator makes it) against their true instances: what the benchmark
+    measures, and what a 2D score does not track closely.
 
     Args:
         segmenter: a `PromptableSegmenter`.
         tomogram: (Z, Y, X) float32; instances: (Z, Y, X) instance labels.
         prompts: (P, 4) rows of z, y, x (a particle's centre) and its instance id.
     """
-    from ..embed import SliceEmbedder
-    from ..segment3d import CrossPlaneSegmenter, SelfPromptConfig
-    from ..segment3d.wrappers import CountingSegmenter
+    from ..eval.prompted import single_prompt_ious
+    from ..segment3d import SelfPromptConfig
 
-    embeddings = SliceEmbedder(CountingSegmenter(segmenter), tomogram)  # each slice embedded once for all prompts
+    cases = ((row[:3], instances == int(row[3])) for row in prompts)
     config = SelfPromptConfig(polarity="dark")  # the simulator's density: nothing to estimate, nothing negated
-    scores = []
-    for *point, label in prompts:
-        engine = CrossPlaneSegmenter(tomogram, segmenter, config, embedder=lambda *_: embeddings)
-        engine.segment(np.array([point]))
-        found, truth = engine.labels > 0, instances == int(label)
-        scores.append(np.count_nonzero(found & truth) / max(1, np.count_nonzero(found | truth)))
-    return float(np.mean(scores))
+    return float(np.mean(single_prompt_ious(segmenter, tomogram, cases, config)))
 
 
 def _iou(pred: Any, truth: Any) -> Any:
@@ -208,7 +201,7 @@ def train_segmenter(outdir: str | Path, config: CompactTrainConfig = CompactTrai
     validation = [_validation_case(VALIDATION_SEED + config.seed + k, config) for k in range(config.val_scenes)]
 
     def validate(net: Any) -> float:
-        return float(np.mean([instance_iou_3d(trainer.wrapper, *case) for case in validation]))
+        return float(np.mean([validation_iou(trainer.wrapper, *case) for case in validation]))
 
     history = fit(model, lambda epoch: _batches(config, epoch), trainer.step, validate, config.fit_settings(),
                   checkpoint=outdir / "checkpoint.pt", resume=resume)
