@@ -64,6 +64,24 @@ def test_a_negated_view_of_the_slices_is_embedded_apart(sim):
     assert np.array_equal(plain.instances.data, alone.instances.data)
 
 
+def test_a_session_estimates_the_density_polarity_once(sim, monkeypatch):
+    import cryoseg.segment3d.wrappers as wrappers
+
+    calls = []
+    estimate = wrappers.estimate_polarity
+    monkeypatch.setattr(wrappers, "estimate_polarity", lambda *a: calls.append(1) or estimate(*a))
+    session = InteractiveSession(sim.tomogram)
+    prompt = sim.particles.coords[:1]
+    session.segment(prompt)
+    assert not calls  # the classical segmenter takes either polarity: nothing to estimate
+    first = session.segment(prompt, segmenter="compact-sam")
+    session.segment(prompt, negatives=[[2, 2, 2]], segmenter="compact-sam")  # starts over
+    session.pick(prompt, segmenter="compact-sam")
+    assert len(calls) == 1
+    alone = cryoseg.segment(sim.tomogram, prompt, segmenter="compact-sam")  # estimates it itself
+    assert len(calls) == 2 and np.array_equal(first.instances.data, alone.instances.data)
+
+
 def test_a_session_refuses_bad_prompts_and_voxel_sizes(sim):
     with pytest.raises(InputError):
         InteractiveSession(cryoseg.io.Volume(sim.tomogram.data, 0.0))

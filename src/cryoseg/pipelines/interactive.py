@@ -9,6 +9,7 @@ features of the pick.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ class InteractiveSession:
         self.device = device
         self._models: dict[tuple, Any] = {}
         self._embedders: dict[tuple, Any] = {}
+        self._polarity: str | None = None  # the tomogram's estimated density polarity, once a model needs it
         # the instances grown so far: (model, settings, negatives) they were grown with, their engine, their prompts
         self._grown: tuple[tuple, CrossPlaneSegmenter, np.ndarray] | None = None
 
@@ -62,6 +64,17 @@ class InteractiveSession:
         if key not in self._models:
             self._models[key] = load_feature_extractor(name, weights=weights, device=self.device)
         return self._models[key]
+
+    def _with_polarity(self, config: SelfPromptConfig, segmenter: PromptableSegmenter) -> SelfPromptConfig:
+        """`config` with "auto" polarity replaced by the tomogram's, estimated once per session, for a model trained
+        on one polarity (the estimate would otherwise be repeated by every click that starts over)."""
+        if config.polarity != "auto" or getattr(segmenter, "polarity", None) is None:
+            return config
+        if self._polarity is None:
+            from ..segment3d.wrappers import tomogram_polarity
+
+            self._polarity = tomogram_polarity(self.volume.data)
+        return replace(config, polarity=self._polarity)
 
     def _embedder(self, segmenter: PromptableSegmenter, memory_gb: float | None):
         """An `EmbedderFactory` handing every run the same `SliceEmbedder` of `segmenter`."""
@@ -99,9 +112,9 @@ class InteractiveSession:
         """
         from .. import api
 
-        config = config or SelfPromptConfig()
         _, points, negs = api.prepared_inputs(self.volume, None, prompts, negatives)
         model = self.segmenter(segmenter, weights)
+        config = self._with_polarity(config or SelfPromptConfig(), model)
         key = (id(model), config, negs.tobytes())
         if self._grown is not None and self._grown[0] == key and np.array_equal(points[:len(self._grown[2])],
                                                                                  self._grown[2]):
@@ -132,6 +145,7 @@ class InteractiveSession:
         config = config or PickConfig()
         _, points, negs = api.prepared_inputs(self.volume, None, prompts, negatives)
         seg_model = self.segmenter(segmenter, weights)
+        config = replace(config, segment=self._with_polarity(config.segment, seg_model))
         return pick_instances(self.volume, seg_model, self.extractor(features, feature_weights), points, negs,
                               config, cache_dir=self.cache_dir,
                               embedder=self._embedder(seg_model, config.segment.embedding_memory_gb))

@@ -93,6 +93,15 @@ class InvertedContrast(DelegatingSegmenter):
         return {**self.inner.signature(), "inverted_contrast": True}
 
 
+def tomogram_polarity(volume: Any) -> str:
+    """"dark" or "bright": how density appears in a (Z, Y, X) array-like (numpy, memory-mapped or lazily loaded),
+    estimated (`cryoseg.polarity.estimate_polarity`, particle radius `POLARITY_RADIUS`) on its central
+    `POLARITY_SAMPLE_SIDE`^3 voxels."""
+    starts = [max(0, (n - POLARITY_SAMPLE_SIDE) // 2) for n in volume.shape]
+    centre = tuple(slice(s, s + POLARITY_SAMPLE_SIDE) for s in starts)
+    return estimate_polarity(np.asarray(volume[centre], np.float32), POLARITY_RADIUS)
+
+
 def matched_to_polarity(segmenter: PromptableSegmenter, volume: Any, polarity: str = "auto") -> PromptableSegmenter:
     """`segmenter`, or `InvertedContrast(segmenter)` when it was trained on one polarity (`segmenter.polarity`) and
     the tomogram's density appears the other way.
@@ -100,17 +109,14 @@ def matched_to_polarity(segmenter: PromptableSegmenter, volume: Any, polarity: s
     Args:
         segmenter: any 2D promptable segmenter.
         volume: (Z, Y, X) array-like (numpy, memory-mapped or lazily loaded).
-        polarity: "dark", "bright", or "auto": estimated (`cryoseg.polarity.estimate_polarity`, particle radius
-            `POLARITY_RADIUS`) on the central `POLARITY_SAMPLE_SIDE`^3 voxels. Only read for such a segmenter.
+        polarity: "dark", "bright", or "auto": estimated by `tomogram_polarity`. Only read for such a segmenter.
     """
     check_polarity(polarity)
     wanted = getattr(segmenter, "polarity", None)
     if wanted is None:
         return segmenter
     if polarity == "auto":
-        starts = [max(0, (n - POLARITY_SAMPLE_SIDE) // 2) for n in volume.shape]
-        centre = tuple(slice(s, s + POLARITY_SAMPLE_SIDE) for s in starts)
-        polarity = estimate_polarity(np.asarray(volume[centre], np.float32), POLARITY_RADIUS)
+        polarity = tomogram_polarity(volume)
     if polarity == wanted:
         return segmenter
     logger.info("%s was trained on %s density and this tomogram's density is %s: it is shown the slices negated",
