@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..segment3d import SelfPromptConfig
+
 
 def single_prompt_ious(segmenter: Any, volume: Any, cases: Iterable[tuple[np.ndarray, np.ndarray]],
-                       config: Any = None, cache_dir: str | Path | None = None) -> list[float]:
+                       config: SelfPromptConfig | None = None, cache_dir: str | Path | None = None) -> list[float]:
     """The IoU of each case's single-prompt 3D segmentation against its true mask. Each prompt is segmented on its
     own (no other prompt is a negative); every slice is embedded at most once for all of them.
 
@@ -25,7 +28,8 @@ def single_prompt_ious(segmenter: Any, volume: Any, cases: Iterable[tuple[np.nda
     """
     from ..segment3d import CrossPlaneSegmenter
 
-    scores, first = [], None
+    scores: list[float] = []
+    first = None  # the first engine: its slice embedder serves the others
     for point, truth in cases:
         shared = None if first is None else (lambda *_: first.embedder.inner)
         engine = CrossPlaneSegmenter(volume, segmenter, config, embedder=shared, cache_dir=cache_dir)
