@@ -35,9 +35,11 @@ def test_a_bright_trained_segmenter_finds_dark_density_through_negated_slices():
     volume, centres = _dark_blobs()
     found = segment_instances(volume, BrightOnly(), centres[:1])  # polarity "auto": estimated dark
     assert [r.status for r in found.records] == ["ok"] and 400 < found.records[0].voxels < 600  # 4/3 pi 5^3
+    assert "negated" in found.models["segmenter_slices"]  # the result says the model saw negated slices
     # told the density is bright, it is shown the raw slices and finds nothing
     raw = segment_instances(volume, BrightOnly(), centres[:1], config=SelfPromptConfig(polarity="bright"))
     assert [r.status for r in raw.records] == ["empty"]
+    assert "segmenter_slices" not in raw.models
     # on the negated tomogram (bright density) nothing is negated
     bright = segment_instances(-volume, BrightOnly(), centres[:1])
     assert np.array_equal(np.asarray(bright.instances.data) > 0, np.asarray(found.instances.data) > 0)

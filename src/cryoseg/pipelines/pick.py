@@ -285,7 +285,7 @@ def pick_instances(volume: Volume | np.ndarray, segmenter: PromptableSegmenter, 
     seconds = dict(timer.seconds)
     seconds.update({f"segment_{k}": v for k, v in engine.timer.seconds.items()})
     logger.info("%d instance(s) of the prompted kind", len(ranked.particles))
-    names = {"segmenter": engine.segmenter.name, "features": getattr(extractor, "name", "features")}
+    names = {**engine.model_names(), "features": getattr(extractor, "name", "features")}
     c = ranked.columns
     return PickResult(ranked.instances, records, ranked.particles, c["iou_score"], counts, seconds, config, names,
                       score=c["score"], correlation=c["correlation"], similarity=c["similarity"],

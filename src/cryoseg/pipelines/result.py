@@ -29,7 +29,8 @@ class RunResult:
             counted) and `n_predict` (batched decode calls).
         seconds: wall-clock seconds per stage.
         config: the settings used.
-        models: backend names, {"segmenter": ..., "features": ...} (features for `pick` only).
+        models: backend names, {"segmenter": ..., "features": ...} (features for `pick` only), and
+            "segmenter_slices" when the segmenter was shown negated slices for its density polarity.
         volume: the tomogram (kept for previews; not copied).
         inputs: the files the run read (tomogram, prompt files); `save` never replaces one.
     """

@@ -76,4 +76,4 @@ def engine_result(engine: CrossPlaneSegmenter, calls_before: tuple[int, int] = (
     vol = engine.volume
     labels = np.array(engine.labels) if copy else engine.labels
     return SegmentResult(Volume(labels, vol.voxel_size, vol.origin), records, particles, iou, counts,
-                         dict(engine.timer.seconds), engine.config, {"segmenter": engine.segmenter.name}, volume=vol)
+                         dict(engine.timer.seconds), engine.config, engine.model_names(), volume=vol)

@@ -26,7 +26,7 @@ from .config import SelfPromptConfig
 from .prompts import as_points
 from .propagate import Embedder, InstanceTrace, ViewPropagator
 from .records import InstanceInfo
-from .wrappers import CountingSegmenter, matched_to_polarity
+from .wrappers import CountingSegmenter, InvertedContrast, matched_to_polarity
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class CrossPlaneSegmenter:
         self.shape = self.volume.shape
         self.config = config or SelfPromptConfig()
         segmenter = matched_to_polarity(segmenter, self.volume.data, self.config.polarity)
+        self.negated = isinstance(segmenter, InvertedContrast)  # shown negated slices for its density polarity
         self.segmenter = segmenter if isinstance(segmenter, CountingSegmenter) else CountingSegmenter(segmenter)
         self.timer = StageTimer()
         if embedder is None:
@@ -81,6 +82,14 @@ class CrossPlaneSegmenter:
         self.labels = scratch_array(self.shape, np.int32)  # a file-backed map for tomograms larger than memory
         self.instances: list[InstanceInfo] = []
         self._next_label = 1
+
+    def model_names(self) -> dict[str, str]:
+        """For results and reports: the segmenter's name and, when it was shown negated slices, why."""
+        names = {"segmenter": self.segmenter.name}
+        if self.negated:
+            names["segmenter_slices"] = (f"negated: this tomogram's density appears {self.segmenter.polarity}, the "
+                                         "model was trained on the other polarity")
+        return names
 
     def segment(self, points: Any, negatives: Any = None, others_as_negatives: bool | None = None,
                 max_slices: int | None = None) -> list[InstanceInfo]:
