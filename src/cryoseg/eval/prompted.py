@@ -26,8 +26,16 @@ def single_prompt_ious(segmenter: Any, volume: Any, cases: Iterable[tuple[np.nda
         config: `SelfPromptConfig` of the segmentations (default settings when None).
         cache_dir: folder of the embedding cache (none when None).
     """
-    from ..segment3d import CrossPlaneSegmenter
+    from dataclasses import replace
 
+    from ..io.volume import Volume
+    from ..segment3d import CrossPlaneSegmenter, SelfPromptConfig
+    from ..segment3d.wrappers import resolved_polarity
+
+    volume = volume if isinstance(volume, Volume) else Volume(np.asarray(volume))
+    config = config or SelfPromptConfig()
+    # estimated once: every engine shows the model the slices as the first did, whose embeddings they share
+    config = replace(config, polarity=resolved_polarity(segmenter, volume.data, config.polarity))
     scores: list[float] = []
     first = None  # the first engine: its slice embedder serves the others
     for point, truth in cases:

@@ -102,6 +102,15 @@ def tomogram_polarity(volume: Any) -> str:
     return estimate_polarity(np.asarray(volume[centre], np.float32), POLARITY_RADIUS)
 
 
+def resolved_polarity(segmenter: PromptableSegmenter, volume: Any, polarity: str = "auto") -> str:
+    """`polarity` ("auto", "dark" or "bright", checked), with "auto" replaced by `tomogram_polarity(volume)` when
+    `segmenter` was trained on one polarity; "auto" stays for a segmenter that takes either (nothing to estimate)."""
+    check_polarity(polarity)
+    if polarity == "auto" and getattr(segmenter, "polarity", None) is not None:
+        return tomogram_polarity(volume)
+    return polarity
+
+
 def matched_to_polarity(segmenter: PromptableSegmenter, volume: Any, polarity: str = "auto") -> PromptableSegmenter:
     """`segmenter`, or `InvertedContrast(segmenter)` when it was trained on one polarity (`segmenter.polarity`) and
     the tomogram's density appears the other way.
@@ -109,15 +118,11 @@ def matched_to_polarity(segmenter: PromptableSegmenter, volume: Any, polarity: s
     Args:
         segmenter: any 2D promptable segmenter.
         volume: (Z, Y, X) array-like (numpy, memory-mapped or lazily loaded).
-        polarity: "dark", "bright", or "auto": estimated by `tomogram_polarity`. Only read for such a segmenter.
+        polarity: "dark", "bright", or "auto" (`resolved_polarity`).
     """
-    check_polarity(polarity)
+    polarity = resolved_polarity(segmenter, volume, polarity)
     wanted = getattr(segmenter, "polarity", None)
-    if wanted is None:
-        return segmenter
-    if polarity == "auto":
-        polarity = tomogram_polarity(volume)
-    if polarity == wanted:
+    if wanted is None or polarity == wanted:
         return segmenter
     logger.info("%s was trained on %s density and this tomogram's density is %s: it is shown the slices negated",
                 getattr(segmenter, "name", "the segmenter"), wanted, polarity)
